@@ -1,0 +1,1 @@
+"""TFDS builders that turn image folders into validated, balanced, sharded TFRecords."""

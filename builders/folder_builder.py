@@ -1,0 +1,188 @@
+"""The shared TFDS builder: validate → split → balance → record the card → write.
+
+`image_folder` and `pet_images` subclass `FolderBuilder`; they only say where
+the files are and what the classes are called.
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import functools
+import json
+import os
+from typing import Iterable, Iterator, Sequence
+
+from absl import logging
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from builders import card as card_lib
+from builders import sources as sources_lib
+from builders import splits as splits_lib
+from builders import storage as storage_lib
+from builders import validation
+from builders.folder_config import FolderConfig, storage_configs  # noqa: F401  (re-exported)
+from pipeline import schema
+
+MANIFEST = "manifest.jsonl"
+_WINDOW = 64  # examples encoded ahead of the writer: bounds memory
+
+
+class FolderBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+  """Builds `root/<class>/**` image folders into validated, balanced records."""
+
+  VERSION = tfds.core.Version("1.0.0")
+  RELEASE_NOTES = {"1.0.0": "Initial release."}
+  BUILDER_CONFIGS = storage_configs()
+
+  # Subclass hooks -------------------------------------------------------------
+
+  def _label_names(self) -> list[str]:
+    """Label names in label order (the ClassLabel names)."""
+    raise NotImplementedError
+
+  def _source(self, dl_manager) -> tuple[object, dict[str, str]]:
+    """The file source and a map class folder → label name."""
+    raise NotImplementedError
+
+  # TFDS API -------------------------------------------------------------------
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    return self.dataset_info_from_configs(
+        features=schema.features(self.builder_config.storage, self._label_names()),
+        supervised_keys=(schema.IMAGE, schema.LABEL),
+        metadata=tfds.core.MetadataDict(),
+    )
+
+  def _split_generators(self, dl_manager):
+    config = self.builder_config
+    source, label_of_dir = self._source(dl_manager)
+    verdicts = _validated(source, config.limits)
+    names = self._label_names()
+    usable = [v for v in verdicts if v.usable]
+    if not usable:
+      raise ValueError(f"No usable images found in {source}: {len(verdicts)} files, none decodable.")
+
+    by_split = splits_lib.group(
+        usable,
+        lambda v: splits_lib.split_of(v.path, config.split_percent),
+        lambda v: label_of_dir[v.class_dir],
+    )
+    before = _counts(by_split, names)
+    dropped = []
+    if config.balance == "undersample":
+      for split in by_split:
+        by_split[split], out = splits_lib.balance(by_split[split], lambda v: v.path, names)
+        dropped += [v for vs in out.values() for v in vs]
+    after = _counts(by_split, names)
+
+    not_kept = [v for v in verdicts if v.status != validation.KEPT]
+    _write_manifest(os.path.join(self.data_dir, MANIFEST), not_kept, dropped)
+    self.info.metadata["card"] = card_lib.make_card(
+        verdicts, before, after, len(dropped), config
+    )
+    label = {n: i for i, n in enumerate(names)}
+    return {
+        split: self._generate_examples(
+            source, [(v, label[label_of_dir[v.class_dir]]) for c in names for v in by_split[split][c]]
+        )
+        for split in splits_lib.SPLITS
+        if any(by_split.get(split, {}).get(c) for c in names)
+    }
+
+  def _generate_examples(self, source, items: Sequence[tuple[validation.Verdict, int]]):
+    config = self.builder_config
+    make = functools.partial(
+        _example,
+        source=source,
+        storage=config.storage,
+        max_side=config.max_side,
+        jpeg_quality=config.jpeg_quality,
+    )
+    workers = os.cpu_count() or 1
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+      yield from _bounded_map(pool, make, items, _WINDOW)
+
+  def _download_and_prepare(self, dl_manager, download_config=None):
+    result = super()._download_and_prepare(dl_manager, download_config)
+    logging.info("%s", card_lib.summary(self.info.metadata["card"], self.data_dir))
+    return result
+
+
+# Helpers --------------------------------------------------------------------
+
+
+def _example(item, source, storage, max_side, jpeg_quality):
+  verdict, label = item
+  data = source.read(verdict.path)
+  image = storage_lib.encode(data, verdict, storage, max_side, jpeg_quality)
+  return verdict.path, {schema.IMAGE: image, schema.LABEL: label, schema.FILENAME: verdict.path}
+
+
+def _bounded_map(pool, fn, items: Iterable, window: int) -> Iterator:
+  """`pool.map` in order, with at most `window` results in flight."""
+  pending = collections.deque()
+  for item in items:
+    pending.append(pool.submit(fn, item))
+    if len(pending) >= window:
+      yield pending.popleft().result()
+  while pending:
+    yield pending.popleft().result()
+
+
+def _counts(by_split, names) -> dict:
+  return {
+      split: {n: len(by_split[split].get(n, [])) for n in names}
+      for split in splits_lib.SPLITS
+      if split in by_split
+  }
+
+
+def _write_manifest(path: str, not_kept: list, dropped: list) -> None:
+  """Every file not stored as is: skipped, ignored, transcoded, repaired, balanced out."""
+  rows = [
+      {
+          "path": v.path,
+          "status": v.status,
+          "reason": v.reason,
+          "size_bytes": v.size_bytes,
+          "sha256": v.sha256,
+      }
+      for v in not_kept
+  ]
+  rows += [
+      {
+          "path": v.path,
+          "status": "balanced_out",
+          "reason": "undersampled to the smallest class",
+          "size_bytes": v.size_bytes,
+          "sha256": v.sha256,
+      }
+      for v in dropped
+  ]
+  rows.sort(key=lambda r: (r["status"], r["path"]))
+  with tf.io.gfile.GFile(path, "w") as f:
+    for row in rows:
+      f.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+_VALIDATED: dict = {}
+
+
+def _validated(source, limits: validation.Limits) -> list[validation.Verdict]:
+  """Validates once per process per unchanged source (`tfds build` runs all configs)."""
+  candidates = source.candidates()
+  if not any(c.is_image for c in candidates):
+    raise ValueError(f"No image files found in {source}.")
+  key = (repr(source), limits, source.signature(candidates))
+  if key not in _VALIDATED:
+    _VALIDATED.clear()
+    _VALIDATED[key] = validation.validate(source, candidates, limits)
+  return _VALIDATED[key]
+
+
+def read_manifest(dataset_dir: str) -> list[dict]:
+  """The manifest rows of a built dataset folder."""
+  with tf.io.gfile.GFile(os.path.join(dataset_dir, MANIFEST)) as f:
+    return [json.loads(line) for line in f if line.strip()]

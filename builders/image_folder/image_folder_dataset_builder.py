@@ -1,0 +1,51 @@
+"""image_folder: any `root/<class>/**` folder (or a zip of one) as validated records.
+
+    tfds build builders/image_folder --data_dir OUT \
+      --config '{"name": "flowers", "root": "/data/flowers", "encoding": "raw", "image_size": 128}'
+"""
+
+from __future__ import annotations
+
+import os
+
+from builders import folder_builder
+from builders import sources as sources_lib
+
+
+def _class_dirs(config) -> list[str]:
+  if config.root is None:
+    return []
+  if config.class_names:
+    return list(config.class_names)
+  if os.path.isdir(config.root):
+    return sources_lib.subfolders(config.root)
+  if os.path.isfile(config.root):
+    return sources_lib.zip_subfolders(config.root)
+  raise FileNotFoundError(f"image_folder root does not exist: {config.root}")
+
+
+class Builder(folder_builder.FolderBuilder):
+  """Any folder with one sub-folder per class; label names = folder names."""
+
+  BUILDER_CONFIGS = folder_builder.storage_configs("Needs a root: pass it in --config. ")
+
+  def _label_names(self) -> list[str]:
+    return _class_dirs(self.builder_config)
+
+  def _source(self, dl_manager):
+    config = self.builder_config
+    if config.root is None:
+      raise ValueError(
+          'image_folder needs a root folder: --config \'{"name": "mydata", "root": "/path/to/root"}\''
+      )
+    dirs = _class_dirs(config)
+    if not dirs:
+      raise ValueError(f"No class sub-folders in {config.root}: expected root/<class>/<images>.")
+    if os.path.isdir(config.root):
+      missing = [d for d in dirs if not os.path.isdir(os.path.join(config.root, d))]
+      if missing:
+        raise ValueError(f"class_names not found as sub-folders of {config.root}: {missing}")
+      source = sources_lib.FolderSource(config.root, dirs, config.follow_links)
+    else:
+      source = sources_lib.ZipSource(config.root, dirs)
+    return source, {d: d for d in dirs}

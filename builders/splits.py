@@ -1,0 +1,54 @@
+"""Stable split assignment and deterministic class balancing.
+
+A file's split depends only on a hash of its relative path, so adding files
+never moves an existing file to another split, and no file sits in two splits.
+Per class, each split receives its percentage in expectation (stratified).
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+from typing import Callable, Iterable, Sequence, TypeVar
+
+SPLITS = ("train", "validation", "test")
+T = TypeVar("T")
+
+
+def stable_fraction(key: str, salt: str = "") -> float:
+  """A number in [0, 1) fixed by `key` alone (same on every machine and run)."""
+  digest = hashlib.sha256(f"{salt}:{key}".encode("utf-8")).digest()
+  return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def split_of(path: str, percent: Sequence[float]) -> str:
+  """The split of a file given (train, validation, test) percentages."""
+  point = stable_fraction(path, "split") * 100
+  edge = 0.0
+  for name, share in zip(SPLITS, percent):
+    edge += share
+    if point < edge:
+      return name
+  return next(name for name, share in reversed(list(zip(SPLITS, percent))) if share > 0)
+
+
+def group(items: Iterable[T], split_key: Callable[[T], str], class_key: Callable[[T], str]) -> dict:
+  """{split: {class: [items sorted by path hash]}}."""
+  out: dict = collections.defaultdict(lambda: collections.defaultdict(list))
+  for item in items:
+    out[split_key(item)][class_key(item)].append(item)
+  return out
+
+
+def balance(per_class: dict[str, list[T]], path_of: Callable[[T], str], classes: Sequence[str]) -> tuple[dict[str, list[T]], dict[str, list[T]]]:
+  """Undersamples every class to the smallest class's count.
+
+  Which files stay is decided by a salted hash of their path, so the choice is
+  deterministic and mostly stable as files are added. Returns (kept, dropped).
+  """
+  target = min(len(per_class.get(c, [])) for c in classes)
+  kept, dropped = {}, {}
+  for c in classes:
+    ranked = sorted(per_class.get(c, []), key=lambda it: (stable_fraction(path_of(it), "balance"), path_of(it)))
+    kept[c], dropped[c] = ranked[:target], ranked[target:]
+  return kept, dropped

@@ -1,0 +1,258 @@
+"""Decode, don't sniff: every candidate is fully decoded with TensorFlow's decoder.
+
+The header is read first (Pillow, no pixel data) so a bomb declaring 60000×60000
+pixels costs nothing; then `tf.io.decode_image` — the decoder training uses —
+decodes the whole file. libjpeg warnings ("Corrupt JPEG data: N extraneous
+bytes") go to file descriptor 2, so they are captured there and attributed to
+the file that caused them; such files are re-encoded once.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import dataclasses
+import hashlib
+import io
+import os
+import re
+import sys
+import tempfile
+import threading
+import warnings
+from typing import Callable, Iterator, Optional, Sequence
+
+import tensorflow as tf
+from PIL import Image
+from tqdm import auto as tqdm
+
+from builders import sources as sources_lib
+
+warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+
+KEPT = "kept"  # stored as is (a clean JPEG)
+TRANSCODED = "transcoded"  # a good image in another format or colour space
+REPAIRED = "repaired"  # decodes, but libjpeg warned: re-encoded once
+SKIPPED = "skipped"  # not usable; the reason says why
+IGNORED = "ignored"  # not an image file name (Thumbs.db, .DS_Store, ...)
+
+USABLE = (KEPT, TRANSCODED, REPAIRED)
+DECODABLE_FORMATS = ("JPEG", "PNG", "GIF", "BMP", "WEBP")
+
+# libjpeg's warning texts (jerror.h) as printed by its default message handler.
+_LIBJPEG_WARNING = re.compile(
+    r"^(Corrupt JPEG data|Premature end of JPEG file|Invalid SOS parameters|"
+    r"Inconsistent progression sequence|Warning: |Unsupported marker|"
+    r"Application transferred too few scanlines|Ignoring extra)"
+)
+_CHUNK = 256
+
+
+@dataclasses.dataclass(frozen=True)
+class Limits:
+  """What a usable image must satisfy.
+
+  Attributes:
+    max_pixels: largest width×height accepted, read from the header before any
+      decoding (Pillow's own bomb limit by default).
+    min_side: smallest width or height accepted.
+  """
+
+  max_pixels: int = Image.MAX_IMAGE_PIXELS
+  min_side: int = 8
+
+
+@dataclasses.dataclass(frozen=True)
+class Verdict:
+  """What validation found for one file."""
+
+  path: str
+  class_dir: str
+  status: str
+  reason: str = ""
+  format: str = ""
+  width: int = 0
+  height: int = 0
+  size_bytes: int = 0
+  sha256: str = ""
+
+  @property
+  def usable(self) -> bool:
+    return self.status in USABLE
+
+
+def _looks_like_text(data: bytes) -> bool:
+  head = data[:512]
+  return bool(head) and all(32 <= b < 127 or b in (9, 10, 13) for b in head)
+
+
+def _read_header(data: bytes) -> tuple[str, int, int, str]:
+  with Image.open(io.BytesIO(data)) as im:
+    return im.format or "", im.width, im.height, im.mode
+
+
+def _decode_failure_reason(data: bytes, fmt: str, error: Exception) -> str:
+  message = str(error).splitlines()[-1].strip() if str(error) else type(error).__name__
+  message = message.split("}}")[-1].strip()
+  if fmt == "JPEG" and not data.rstrip(b"\0").endswith(b"\xff\xd9"):
+    return "truncated: JPEG end marker missing"
+  if fmt == "JPEG" and b"\xff\xc3" in data[:4096]:
+    return "undecodable: lossless JPEG is not supported by the decoder"
+  return f"undecodable: {message}"
+
+
+def inspect(data: bytes, path: str, class_dir: str, limits: Limits) -> Verdict:
+  """Decides the fate of one file from its bytes (no warning capture here)."""
+  base = dict(
+      path=path,
+      class_dir=class_dir,
+      size_bytes=len(data),
+      sha256=hashlib.sha256(data).hexdigest(),
+  )
+  if not data:
+    return Verdict(status=SKIPPED, reason="empty: zero bytes", **base)
+  try:
+    fmt, width, height, mode = _read_header(data)
+  except Image.DecompressionBombError as e:
+    return Verdict(status=SKIPPED, reason=f"too_many_pixels: {e}", **base)
+  except Exception as e:  # Pillow raises many types for garbage input.
+    kind = "text or HTML, not an image" if _looks_like_text(data) else "unrecognised image data"
+    return Verdict(status=SKIPPED, reason=f"not_an_image: {kind} ({type(e).__name__})", **base)
+  base.update(format=fmt, width=width, height=height)
+  if fmt not in DECODABLE_FORMATS:
+    return Verdict(status=SKIPPED, reason=f"unsupported_format: {fmt}", **base)
+  if width * height > limits.max_pixels:
+    return Verdict(
+        status=SKIPPED,
+        reason=f"too_many_pixels: header declares {width}x{height} > {limits.max_pixels}",
+        **base,
+    )
+  if min(width, height) < limits.min_side:
+    return Verdict(
+        status=SKIPPED,
+        reason=f"too_small: {width}x{height}, min side {limits.min_side}",
+        **base,
+    )
+  try:
+    tf.io.decode_image(data, channels=3, expand_animations=False)
+  except (tf.errors.InvalidArgumentError, tf.errors.UnknownError, tf.errors.ResourceExhaustedError) as e:
+    return Verdict(status=SKIPPED, reason=_decode_failure_reason(data, fmt, e), **base)
+  if fmt != "JPEG":
+    return Verdict(status=TRANSCODED, reason=f"format: {fmt}", **base)
+  if mode not in ("L", "RGB"):
+    return Verdict(status=TRANSCODED, reason=f"colour space: {mode}", **base)
+  return Verdict(status=KEPT, **base)
+
+
+class _CapturedStderr:
+  """Redirects file descriptor 2 (where libjpeg prints) into a temporary file."""
+
+  def __init__(self):
+    self.text = ""
+
+  @contextlib.contextmanager
+  def capture(self) -> Iterator["_CapturedStderr"]:
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as tmp:
+      os.dup2(tmp.fileno(), 2)
+      try:
+        yield self
+      finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        tmp.seek(0)
+        self.text = tmp.read().decode("utf-8", "replace")
+
+
+# TensorFlow's own log lines for a file that failed to decode: the verdict's reason says it.
+_DECODER_LOG = re.compile(r"(jpeg_mem|png_io|gif_io|decode_image_op)\.cc")
+
+
+def _split_warnings(text: str) -> tuple[list[str], str]:
+  warn, other = [], []
+  for line in text.splitlines():
+    if _LIBJPEG_WARNING.match(line):
+      warn.append(line)
+    elif line.strip() and not _DECODER_LOG.search(line):
+      other.append(line)
+  return warn, "\n".join(other)
+
+
+_QUIET_LOCK = threading.Lock()
+
+
+def decode_quietly(data: bytes, channels: int) -> tf.Tensor:
+  """Decodes a file known to make libjpeg warn, without printing the warning."""
+  with _QUIET_LOCK:
+    cap = _CapturedStderr()
+    with cap.capture():
+      image = tf.io.decode_image(data, channels=channels, expand_animations=False)
+  _, other = _split_warnings(cap.text)
+  if other:
+    print(other, file=sys.stderr)
+  return image
+
+
+def _check(source, cand: sources_lib.Candidate, limits: Limits) -> Verdict:
+  if not cand.is_image:
+    return Verdict(cand.path, cand.class_dir, IGNORED, reason="not an image file name")
+  try:
+    data = source.read(cand.path)
+  except (OSError, ValueError) as e:
+    return Verdict(cand.path, cand.class_dir, SKIPPED, reason=f"unreadable: {e.strerror or e}" if isinstance(e, OSError) else f"unreadable: {e}")
+  return inspect(data, cand.path, cand.class_dir, limits)
+
+
+def _recheck_for_warnings(source, verdicts: list[Verdict], limits: Limits) -> list[Verdict]:
+  """Decodes the chunk's JPEGs one at a time to find which one warned."""
+  out = []
+  for v in verdicts:
+    if v.status != KEPT:
+      out.append(v)
+      continue
+    cap = _CapturedStderr()
+    with cap.capture():
+      tf.io.decode_image(source.read(v.path), channels=3, expand_animations=False)
+    warn, other = _split_warnings(cap.text)
+    if other:
+      print(other, file=sys.stderr)
+    if warn:
+      v = dataclasses.replace(v, status=REPAIRED, reason=f"libjpeg warning: {warn[0]}")
+    out.append(v)
+  return out
+
+
+def validate(
+    source,
+    candidates: Sequence[sources_lib.Candidate],
+    limits: Limits = Limits(),
+    workers: Optional[int] = None,
+    progress: bool = True,
+) -> list[Verdict]:
+  """Validates every candidate in parallel threads (decoding releases the GIL)."""
+  workers = workers or os.cpu_count() or 1
+  verdicts: list[Verdict] = []
+  bar_out = os.fdopen(os.dup(2), "w")  # the bar must not land in the capture
+  with contextlib.closing(bar_out), concurrent.futures.ThreadPoolExecutor(workers) as pool, tqdm.tqdm(
+      total=len(candidates), desc="Validating images", unit=" files", file=bar_out, disable=not progress
+  ) as bar:
+
+    def check(cand):
+      v = _check(source, cand, limits)
+      bar.update(1)
+      return v
+
+    for start in range(0, len(candidates), _CHUNK):
+      chunk = candidates[start:start + _CHUNK]
+      cap = _CapturedStderr()
+      with cap.capture():
+        found = list(pool.map(check, chunk))
+      warn, other = _split_warnings(cap.text)
+      if other:
+        print(other, file=sys.stderr)
+      if warn:
+        found = _recheck_for_warnings(source, found, limits)
+      verdicts.extend(found)
+  return verdicts

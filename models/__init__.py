@@ -1,0 +1,1 @@
+"""Keras model modules, found by name in one registry."""
