@@ -13,7 +13,6 @@ import json
 import os
 from typing import Iterable, Iterator, Sequence
 
-from absl import logging
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
@@ -104,10 +103,12 @@ class FolderBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     with concurrent.futures.ThreadPoolExecutor(workers) as pool:
       yield from _bounded_map(pool, make, items, _WINDOW)
 
-  def _download_and_prepare(self, dl_manager, download_config=None):
-    result = super()._download_and_prepare(dl_manager, download_config)
-    logging.info("%s", card_lib.summary(self.info.metadata["card"], self.data_dir))
-    return result
+  def download_and_prepare(self, *args, **kwargs):
+    already_built = tf.io.gfile.exists(os.path.join(self.data_dir, "dataset_info.json"))
+    super().download_and_prepare(*args, **kwargs)
+    if not already_built and "card" in self.info.metadata:
+      # Printed, not logged: the tfds command line hides INFO logs.
+      print(card_lib.summary(self.info.metadata["card"], self.data_dir), flush=True)
 
 
 # Helpers --------------------------------------------------------------------

@@ -45,7 +45,7 @@ _LIBJPEG_WARNING = re.compile(
     r"Inconsistent progression sequence|Warning: |Unsupported marker|"
     r"Application transferred too few scanlines|Ignoring extra)"
 )
-_CHUNK = 256
+_CHUNK = 64  # files decoded between two looks at the captured warnings
 
 
 @dataclasses.dataclass(frozen=True)
@@ -196,12 +196,16 @@ def decode_quietly(data: bytes, channels: int) -> tf.Tensor:
 
 
 def _check(source, cand: sources_lib.Candidate, limits: Limits) -> Verdict:
-  if not cand.is_image:
-    return Verdict(cand.path, cand.class_dir, IGNORED, reason="not an image file name")
   try:
     data = source.read(cand.path)
   except (OSError, ValueError) as e:
-    return Verdict(cand.path, cand.class_dir, SKIPPED, reason=f"unreadable: {e.strerror or e}" if isinstance(e, OSError) else f"unreadable: {e}")
+    status = SKIPPED if cand.is_image else IGNORED
+    return Verdict(cand.path, cand.class_dir, status, reason=f"unreadable: {getattr(e, 'strerror', None) or e}")
+  if not cand.is_image:
+    return Verdict(
+        cand.path, cand.class_dir, IGNORED, reason="not an image file name",
+        size_bytes=len(data), sha256=hashlib.sha256(data).hexdigest(),
+    )
   return inspect(data, cand.path, cand.class_dir, limits)
 
 

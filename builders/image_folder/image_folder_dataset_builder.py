@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 
+import tensorflow as tf
+
 from builders import folder_builder
 from builders import sources as sources_lib
 
@@ -17,9 +19,9 @@ def _class_dirs(config) -> list[str]:
     return []
   if config.class_names:
     return list(config.class_names)
-  if os.path.isdir(config.root):
+  if tf.io.gfile.isdir(config.root):
     return sources_lib.subfolders(config.root)
-  if os.path.isfile(config.root):
+  if tf.io.gfile.exists(config.root):
     return sources_lib.zip_subfolders(config.root)
   raise FileNotFoundError(f"image_folder root does not exist: {config.root}")
 
@@ -41,8 +43,8 @@ class Builder(folder_builder.FolderBuilder):
     dirs = _class_dirs(config)
     if not dirs:
       raise ValueError(f"No class sub-folders in {config.root}: expected root/<class>/<images>.")
-    if os.path.isdir(config.root):
-      missing = [d for d in dirs if not os.path.isdir(os.path.join(config.root, d))]
+    if tf.io.gfile.isdir(config.root):
+      missing = [d for d in dirs if not tf.io.gfile.isdir(os.path.join(config.root, d))]
       if missing:
         raise ValueError(f"class_names not found as sub-folders of {config.root}: {missing}")
       source = sources_lib.FolderSource(config.root, dirs, config.follow_links)

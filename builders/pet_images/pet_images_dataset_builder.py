@@ -8,8 +8,9 @@ DIR holds `PetImages/Cat` + `PetImages/Dog`, or `Cat` + `Dog`, or the untouched
 
 from __future__ import annotations
 
-import glob
 import os
+
+import tensorflow as tf
 
 from builders import folder_builder
 from builders import sources as sources_lib
@@ -25,12 +26,12 @@ _WHAT_TO_PUT = (
 def find_source(manual_dir: str):
   """The PetImages source in `manual_dir`, whichever of the three layouts it has."""
   manual_dir = os.fspath(manual_dir)
-  if not os.path.isdir(manual_dir):
+  if not tf.io.gfile.isdir(manual_dir):
     raise FileNotFoundError(f"--manual_dir {manual_dir} does not exist: {_WHAT_TO_PUT}.")
   for root in (os.path.join(manual_dir, "PetImages"), manual_dir):
-    if all(os.path.isdir(os.path.join(root, d)) for d in CLASS_DIRS):
+    if all(tf.io.gfile.isdir(os.path.join(root, d)) for d in CLASS_DIRS):
       return sources_lib.FolderSource(root, list(CLASS_DIRS))
-  for zip_path in sorted(glob.glob(os.path.join(manual_dir, "*.zip"))):
+  for zip_path in sorted(tf.io.gfile.glob(os.path.join(manual_dir, "*.zip"))):
     prefix = sources_lib.find_zip_prefix(zip_path, list(CLASS_DIRS))
     if prefix is not None:
       return sources_lib.ZipSource(zip_path, list(CLASS_DIRS), prefix)

@@ -1,0 +1,123 @@
+"""Build speed, side by side: this project's pet_images builder vs TFDS's cats_vs_dogs recipe.
+
+Both read the same generated `kagglecatsanddogs_5340.zip`-shaped archive and
+write TFRecords with TFDS in this process, one after the other:
+
+* the TFDS recipe (`tfds.image_classification.CatsVsDogs`): keep a file only if
+  `JFIF` is in its first 10 bytes, then decode and re-encode every kept image in
+  one thread. It crashes on truncated JPEGs that carry a JFIF header, so its
+  archive leaves those out (it would otherwise not finish);
+* this project's builder, "original" config: fully decode every file in
+  parallel threads, record skips, store clean JPEG bytes as they are.
+
+    python scripts/benchmark_build.py --images 5000 --out benchmark_results
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+import zipfile
+
+import click
+import tensorflow_datasets as tfds
+from tensorflow_datasets.image_classification import cats_vs_dogs
+
+from builders import sample_data
+from builders.pet_images import pet_images_dataset_builder
+
+
+class _TfdsRecipe(cats_vs_dogs.CatsVsDogs, skip_registration=True):
+  """TFDS's cats_vs_dogs generation, reading a local zip instead of downloading."""
+
+  name = "cats_vs_dogs_recipe"
+  ZIP_PATH = ""
+
+  def _split_generators(self, dl_manager):
+    return {"train": self._generate_examples(dl_manager.iter_archive(self.ZIP_PATH))}
+
+  def _generate_examples(self, archive):
+    try:
+      yield from super()._generate_examples(archive)
+    except ValueError as e:  # it insists on exactly 1,738 corrupt files
+      if "corrupt images" not in str(e):
+        raise
+
+
+def _zip_without(src_zip: str, dst_zip: str, leave_out: set[str]) -> None:
+  with zipfile.ZipFile(src_zip) as src, zipfile.ZipFile(dst_zip, "w") as dst:
+    for info in src.infolist():
+      if info.filename not in leave_out:
+        dst.writestr(info, src.read(info))
+
+
+def _timed(fn) -> float:
+  start = time.perf_counter()
+  fn()
+  return time.perf_counter() - start
+
+
+@click.command()
+@click.option("--images", default=5000, show_default=True, help="Good images in total (half per class).")
+@click.option("--min-size", default=250, show_default=True)
+@click.option("--max-size", default=500, show_default=True)
+@click.option("--out", default="benchmark_results", show_default=True, help="Folder for build_benchmark.json.")
+@click.option("--workdir", default=None, help="Scratch folder (default: a temporary one, removed after).")
+def main(images: int, min_size: int, max_size: int, out: str, workdir: str | None) -> None:
+  if images < 2:
+    raise click.BadParameter("needs at least 2 images", param_hint="--images")
+  scratch = workdir or tempfile.mkdtemp(prefix="build_bench_")
+  try:
+    manual = os.path.join(scratch, "manual")
+    zip_path = os.path.join(manual, sample_data.ARCHIVE_NAME)
+    click.echo(f"Writing {images} sample images ({min_size}-{max_size} px) plus anomalies to {zip_path} ...")
+    report = sample_data.write_sample_zip(
+        zip_path, per_class=images // 2, min_size=min_size, max_size=max_size, seed=0
+    )
+    total_files = sum(report.counts.values()) + len(report.anomalies)
+    crashing = {f"PetImages/{a.path}" for a in report.anomalies if a.kind == "truncated"}
+    recipe_zip = os.path.join(scratch, "recipe", sample_data.ARCHIVE_NAME)
+    os.makedirs(os.path.dirname(recipe_zip))
+    _zip_without(zip_path, recipe_zip, crashing)
+
+    _TfdsRecipe.ZIP_PATH = recipe_zip
+    recipe = _TfdsRecipe(data_dir=os.path.join(scratch, "recipe_out"))
+    recipe_s = _timed(recipe.download_and_prepare)
+    ours = pet_images_dataset_builder.Builder(config="original", data_dir=os.path.join(scratch, "ours_out"))
+    ours_s = _timed(lambda: ours.download_and_prepare(
+        download_config=tfds.download.DownloadConfig(manual_dir=manual)))
+
+    results = {
+        "files_in_archive": total_files,
+        "tfds_cats_vs_dogs_recipe": {
+            "seconds": recipe_s,
+            "files_per_s": (total_files - len(crashing)) / recipe_s,
+            "examples_written": recipe.info.splits.total_num_examples,
+        },
+        "this_builder_original": {
+            "seconds": ours_s,
+            "files_per_s": total_files / ours_s,
+            "examples_written": ours.info.splits.total_num_examples,
+            "card": ours.info.metadata["card"],
+        },
+    }
+    results["speedup"] = results["this_builder_original"]["files_per_s"] / results["tfds_cats_vs_dogs_recipe"]["files_per_s"]
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "build_benchmark.json"), "w") as f:
+      json.dump(results, f, indent=2)
+    click.echo(f"\n{'builder':<34}{'seconds':>9}{'files/s':>10}{'examples':>10}")
+    for name in ("tfds_cats_vs_dogs_recipe", "this_builder_original"):
+      r = results[name]
+      click.echo(f"{name:<34}{r['seconds']:>9.1f}{r['files_per_s']:>10.0f}{r['examples_written']:>10}")
+    click.echo(f"speed-up (files/s, ours / TFDS recipe): {results['speedup']:.2f}x  (goal >= 2.5x)")
+    click.echo(f"wrote {os.path.join(out, 'build_benchmark.json')}")
+  finally:
+    if workdir is None:
+      shutil.rmtree(scratch, ignore_errors=True)
+
+
+if __name__ == "__main__":
+  main()

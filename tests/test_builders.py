@@ -1,0 +1,298 @@
+"""The builders on generated PetImages-shaped data: what a user relies on after a build."""
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import zipfile
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from builders import folder_builder
+from builders import sample_data
+from builders import sources
+from builders import splits
+from builders.folder_config import FolderConfig
+from builders.image_folder import image_folder_dataset_builder as image_folder
+from builders.pet_images import pet_images_dataset_builder as pet_images
+from pipeline import schema
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def build_pets(manual_dir, data_dir, config="gray100"):
+  builder = pet_images.Builder(config=config, data_dir=str(data_dir))
+  builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=str(manual_dir)))
+  return builder
+
+
+def examples(builder, split):
+  return list(tfds.as_numpy(builder.as_dataset(split=split)))
+
+
+def shard_hashes(builder):
+  files = sorted(tf.io.gfile.glob(os.path.join(builder.data_dir, "*.tfrecord*")))
+  return {os.path.basename(f): hashlib.sha256(open(f, "rb").read()).hexdigest() for f in files}
+
+
+@pytest.fixture(scope="module")
+def pets(tmp_path_factory):
+  """Imbalanced sample (1.5 dogs per cat) with every anomaly kind, built twice."""
+  root = tmp_path_factory.mktemp("pets")
+  report = sample_data.write_sample_folder(str(root), per_class=14, min_size=24, max_size=64, seed=3, imbalance=1.5)
+  raw = build_pets(root, root / "out", "gray100")
+  original = build_pets(root, root / "out", "original")
+  return report, raw, original
+
+
+@pytest.fixture(scope="module")
+def manifest_rows(pets):
+  _, raw, _ = pets
+  return folder_builder.read_manifest(raw.data_dir)
+
+
+@pytest.fixture(scope="module")
+def manifest(manifest_rows):
+  """Path → validation row (a file can also have a second, "balanced_out" row)."""
+  return {row["path"]: row for row in manifest_rows if row["status"] != "balanced_out"}
+
+
+def test_each_anomaly_kind_gets_its_outcome_and_reason(pets, manifest):
+  report, _, _ = pets
+  for anomaly in report.anomalies:
+    row = manifest.get(anomaly.path)
+    if anomaly.expected == "kept":
+      assert row is None, anomaly
+    else:
+      assert row is not None, anomaly
+      assert row["status"] == anomaly.expected, (anomaly, row)
+      assert row["reason"], anomaly
+
+
+@pytest.mark.parametrize(
+    "kind, reason",
+    [
+        ("zero_byte", "empty"),
+        ("truncated", "truncated"),
+        ("junk", "not_an_image"),
+        ("bomb", "too_many_pixels"),
+        ("png_as_jpg", "format: PNG"),
+        ("webp_as_jpg", "format: WEBP"),
+        ("cmyk", "colour space: CMYK"),
+        ("extraneous_bytes", "libjpeg warning: Corrupt JPEG data"),
+        ("thumbs_db", "not an image file name"),
+    ],
+)
+def test_manifest_reason_names_the_problem(pets, manifest, kind, reason):
+  report, _, _ = pets
+  paths = [a.path for a in report.anomalies if a.kind == kind]
+  assert paths
+  for path in paths:
+    assert manifest[path]["reason"].startswith(reason), manifest[path]
+
+
+def test_manifest_rows_carry_size_and_sha256_of_the_file(pets, manifest):
+  report, _, _ = pets
+  for path, row in manifest.items():
+    data = open(os.path.join(report.root, path), "rb").read()
+    assert row["size_bytes"] == len(data)
+    assert row["sha256"] == hashlib.sha256(data).hexdigest()
+
+
+def test_every_usable_file_is_stored_or_balanced_out_and_none_twice(pets, manifest_rows):
+  report, raw, _ = pets
+  stored = [ex["image/filename"].decode() for s in ("train", "validation", "test") for ex in examples(raw, s)]
+  assert len(stored) == len(set(stored)), "a file sits in two splits"
+  balanced_out = {r["path"] for r in manifest_rows if r["status"] == "balanced_out"}
+  assert not balanced_out & set(stored)
+  usable = report.expected_counts()
+  assert len(stored) + len(balanced_out) == sum(usable.values())
+
+
+def test_balancing_makes_class_counts_equal_per_split_and_records_before(pets):
+  _, raw, _ = pets
+  card = raw.info.metadata["card"]
+  for split, counts in card["counts_after_balancing"].items():
+    assert counts["cat"] == counts["dog"], (split, counts)
+    assert raw.info.splits[split].num_examples == sum(counts.values())
+  before = card["counts_before_balancing"]
+  assert sum(before["train"].values()) > sum(card["counts_after_balancing"]["train"].values())
+  assert card["balanced_out"] == sum(sum(c.values()) for c in before.values()) - sum(
+      sum(c.values()) for c in card["counts_after_balancing"].values())
+
+
+def test_card_counts_skips_by_reason_and_transcodes(pets):
+  report, raw, _ = pets
+  card = raw.info.metadata["card"]
+  assert card["skipped_by_reason"] == {"empty": 2, "not_an_image": 2, "too_many_pixels": 2, "truncated": 2}
+  assert card["transcoded_by_reason"] == {"colour space": 2, "format": 8}
+  assert card["repaired"] == 2 and card["ignored"] == 2
+  assert 24 <= card["image_width"]["min"] <= card["image_width"]["max"] <= 64
+  reloaded = tfds.builder_from_directory(raw.data_dir)
+  assert reloaded.info.metadata["card"] == card
+
+
+def test_raw_config_stores_resized_pixels_of_the_file(pets):
+  report, raw, _ = pets
+  ex = examples(raw, "train")[0]
+  assert ex["image"].shape == (100, 100, 1) and ex["image"].dtype == np.uint8
+  data = open(os.path.join(report.root, ex["image/filename"].decode()), "rb").read()
+  decoded = tf.io.decode_jpeg(data, channels=1)
+  expected = tf.cast(tf.round(tf.image.resize(decoded, (100, 100), antialias=True)), tf.uint8).numpy()
+  np.testing.assert_array_equal(ex["image"], expected)
+
+
+def test_original_config_keeps_clean_jpeg_bytes_as_on_disk(pets, manifest):
+  report, _, original = pets
+  files = tf.io.gfile.glob(os.path.join(original.data_dir, "pet_images-train.tfrecord*"))
+  records = [tf.io.parse_single_example(r, schema.parse_spec()) for r in tf.data.TFRecordDataset(files)]
+  clean = transcoded = 0
+  for rec in records:
+    path = rec[schema.FILENAME].numpy().decode()
+    on_disk = open(os.path.join(report.root, path), "rb").read()
+    if path in manifest:  # transcoded or repaired: a new, clean JPEG
+      assert rec[schema.IMAGE].numpy() != on_disk
+      assert rec[schema.IMAGE].numpy()[:2] == b"\xff\xd8"
+      transcoded += 1
+    else:
+      assert rec[schema.IMAGE].numpy() == on_disk
+      clean += 1
+  assert clean > 10 and transcoded > 0
+
+
+def test_two_builds_of_the_same_input_give_identical_shards(pets, tmp_path):
+  report, raw, _ = pets
+  again = build_pets(os.path.dirname(report.root), tmp_path, "gray100")
+  assert shard_hashes(again) == shard_hashes(raw)
+  assert shard_hashes(raw)
+
+
+def test_zip_input_gives_the_same_examples_as_the_folder(pets, tmp_path):
+  _, raw, _ = pets
+  sample_data.write_sample_zip(
+      str(tmp_path / "in" / sample_data.ARCHIVE_NAME), per_class=14, min_size=24, max_size=64, seed=3, imbalance=1.5
+  )
+  from_zip = build_pets(tmp_path / "in", tmp_path / "out", "gray100")
+  assert shard_hashes(from_zip) == shard_hashes(raw)
+  assert folder_builder.read_manifest(from_zip.data_dir) == folder_builder.read_manifest(raw.data_dir)
+
+
+def test_zip_member_names_are_normalised_and_escapes_rejected(tmp_path):
+  assert sources.normalised_members(["PetImages\\Cat\\1.jpg", "readme.txt", "PetImages/Dog/"], "PetImages/") == {
+      "Cat/1.jpg": "PetImages\\Cat\\1.jpg"
+  }
+  with pytest.raises(ValueError, match="escapes"):
+    sources.normalised_members(["PetImages/../../etc/passwd"], "PetImages/")
+  path = tmp_path / "evil.zip"
+  with zipfile.ZipFile(path, "w") as zf:
+    zf.writestr("PetImages/Cat/0.jpg", b"x")
+    zf.writestr("PetImages/Dog/../../../outside.jpg", b"x")
+  with pytest.raises(ValueError, match="escapes"):
+    sources.ZipSource(str(path), ["Cat", "Dog"], "PetImages/").candidates()
+
+
+@pytest.mark.parametrize("layout", ["PetImages", "flat"])
+def test_cat_dog_folders_found_with_or_without_petimages(tmp_path, layout):
+  sample_data.write_sample_folder(str(tmp_path), per_class=3, min_size=16, max_size=24, anomalies=False)
+  if layout == "flat":
+    os.rename(tmp_path / "PetImages", tmp_path / "flat")
+    manual = tmp_path / "flat"
+  else:
+    manual = tmp_path
+  source = pet_images.find_source(str(manual))
+  assert len(source.candidates()) == 6
+
+
+def test_missing_or_empty_manual_dir_says_what_to_put_there(tmp_path):
+  with pytest.raises(FileNotFoundError, match="does not exist: put kagglecatsanddogs_5340.zip there"):
+    pet_images.find_source(str(tmp_path / "nope"))
+  with pytest.raises(FileNotFoundError, match="No PetImages found in .*: put kagglecatsanddogs_5340.zip"):
+    pet_images.find_source(str(tmp_path))
+
+
+def test_split_of_a_file_never_changes_when_files_are_added():
+  old = [f"Cat/{i}.jpg" for i in range(500)]
+  before = {p: splits.split_of(p, (80, 10, 10)) for p in old}
+  more = old + [f"Cat/{i}.jpg" for i in range(500, 2000)]
+  after = {p: splits.split_of(p, (80, 10, 10)) for p in more}
+  assert all(after[p] == before[p] for p in old)
+  shares = {s: sum(v == s for v in after.values()) / len(after) for s in splits.SPLITS}
+  assert abs(shares["train"] - 0.8) < 0.03 and abs(shares["test"] - 0.1) < 0.03
+
+
+def test_balance_none_keeps_every_usable_file(tmp_path):
+  report = sample_data.write_sample_folder(str(tmp_path), per_class=6, min_size=16, max_size=24, imbalance=2.0, anomalies=False)
+  cfg = FolderConfig(name="all", root=report.root, encoding="raw", image_size=8, balance="none", split_percent=(50, 25, 25))
+  builder = image_folder.Builder(config=cfg, data_dir=str(tmp_path / "out"))
+  builder.download_and_prepare()
+  assert builder.info.splits.total_num_examples == 18
+  assert builder.info.features["label"].names == ["Cat", "Dog"]
+
+
+def test_image_folder_reads_any_class_folders_extensions_and_nesting(tmp_path):
+  root = tmp_path / "flowers"
+  rng = np.random.default_rng(0)
+  for cls, names in {"daisy": ["a.JPG", "b.Png", "sub/c.jpeg"], "rose": ["d.webp", "e.BMP", "f.gif"], "tulip": ["g.jpg"]}.items():
+    for name in names:
+      path = root / cls / name
+      path.parent.mkdir(parents=True, exist_ok=True)
+      fmt = {"jpg": "JPEG", "jpeg": "JPEG", "png": "PNG", "webp": "WEBP", "bmp": "BMP", "gif": "GIF"}[name.rsplit(".", 1)[1].lower()]
+      sample_data.render_picture("cat", 20, 20, rng).save(path, fmt)
+  (root / "daisy" / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+  cfg = FolderConfig(name="flowers", root=str(root), class_names=["rose", "daisy"], balance="none", split_percent=(100, 0, 0))
+  builder = image_folder.Builder(config=cfg, data_dir=str(tmp_path / "out"))
+  builder.download_and_prepare()
+  exs = examples(builder, "train")
+  assert builder.info.features["label"].names == ["rose", "daisy"]
+  assert sorted((e["image/filename"].decode(), int(e["label"])) for e in exs) == [
+      ("daisy/a.JPG", 1), ("daisy/b.Png", 1), ("daisy/sub/c.jpeg", 1), ("rose/d.webp", 0), ("rose/e.BMP", 0), ("rose/f.gif", 0)
+  ]
+  ignored = [r["path"] for r in folder_builder.read_manifest(builder.data_dir) if r["status"] == "ignored"]
+  assert ignored == ["daisy/.DS_Store"]
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"split_percent": [80, 10]}, "split_percent"),
+        ({"split_percent": [90, 10, 10]}, "summing to 100"),
+        ({"balance": "oversample"}, "balance"),
+        ({"encoding": "gif"}, "encoding"),
+        ({"encoding": "raw"}, "raw storage needs"),
+        ({"channels": 2}, "channels"),
+        ({"image_size": 0}, "image_size"),
+        ({"jpeg_quality": 0}, "jpeg_quality"),
+    ],
+)
+def test_bad_json_config_fails_with_the_field_named(kwargs, message):
+  with pytest.raises(ValueError, match=message):
+    image_folder.Builder.builder_config_cls(name="x", root="/tmp", **kwargs)
+
+
+def test_json_config_as_tfds_build_passes_it():
+  cfg = json.loads('{"name": "flowers", "root": "/data", "encoding": "raw", "image_size": [32, 48], "channels": 1, '
+                   '"split_percent": {"train": 70, "validation": 30}}')
+  config = image_folder.Builder.builder_config_cls(**cfg)
+  assert config.storage == schema.ImageStorage("raw", 1, (32, 48))
+  assert config.split_percent == (70.0, 30.0, 0.0)
+
+
+@pytest.mark.slow
+def test_tfds_build_command_line_end_to_end(tmp_path):
+  sample_data.write_sample_folder(str(tmp_path / "manual"), per_class=6, min_size=24, max_size=40, seed=5)
+  tfds_cli = os.path.join(os.path.dirname(sys.executable), "tfds")
+  result = subprocess.run(
+      [tfds_cli, "build", os.path.join(REPO, "builders", "pet_images"), "--manual_dir", str(tmp_path / "manual"),
+       "--data_dir", str(tmp_path / "out"), "--config", "gray100"],
+      capture_output=True, text=True, timeout=600,
+  )
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "manifest of every file not stored as is" in result.stdout
+  assert "skipped by reason: {'empty': 2" in result.stdout
+  ds = tfds.load("pet_images/gray100", split="train", data_dir=str(tmp_path / "out"), builder_kwargs={})
+  images = [ex["image"].shape for ex in ds]
+  assert images and all(s == (100, 100, 1) for s in images)
