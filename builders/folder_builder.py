@@ -16,6 +16,7 @@ from typing import Iterable, Iterator, Sequence
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from builders import beam_build
 from builders import card as card_lib
 from builders import sources as sources_lib
 from builders import splits as splits_lib
@@ -57,12 +58,26 @@ class FolderBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   def _split_generators(self, dl_manager):
     config = self.builder_config
     source, label_of_dir = self._source(dl_manager)
+    names = self._label_names()
+    label = {n: i for i, n in enumerate(names)}
+    if self._on_beam:
+      return self._beam_split_generators(source, label_of_dir, label)
     verdicts = _validated(source, config.limits)
+    by_split = self._plan_and_record(verdicts, label_of_dir)
+    return {
+        split: self._generate_examples(
+            source, [(v, label[label_of_dir[v.class_dir]]) for c in names for v in per_class.get(c, [])]
+        )
+        for split, per_class in by_split.items()
+    }
+
+  def _plan_and_record(self, verdicts, label_of_dir) -> dict:
+    """Splits and balances usable files; writes the manifest and the card."""
+    config = self.builder_config
     names = self._label_names()
     usable = [v for v in verdicts if v.usable]
     if not usable:
-      raise ValueError(f"No usable images found in {source}: {len(verdicts)} files, none decodable.")
-
+      raise ValueError(f"No usable images: {len(verdicts)} files found, none decodable.")
     by_split = splits_lib.group(
         usable,
         lambda v: splits_lib.split_of(v.path, config.split_percent),
@@ -74,34 +89,63 @@ class FolderBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
       for split in by_split:
         by_split[split], out = splits_lib.balance(by_split[split], lambda v: v.path, names)
         dropped += [v for vs in out.values() for v in vs]
-    after = _counts(by_split, names)
-
     not_kept = [v for v in verdicts if v.status != validation.KEPT]
     _write_manifest(os.path.join(self.data_dir, MANIFEST), not_kept, dropped)
     self.info.metadata["card"] = card_lib.make_card(
-        verdicts, before, after, len(dropped), config
+        verdicts, before, _counts(by_split, names), len(dropped), config
     )
-    label = {n: i for i, n in enumerate(names)}
     return {
-        split: self._generate_examples(
-            source, [(v, label[label_of_dir[v.class_dir]]) for c in names for v in by_split[split][c]]
-        )
+        split: by_split[split]
         for split in splits_lib.SPLITS
         if any(by_split.get(split, {}).get(c) for c in names)
     }
 
-  def _generate_examples(self, source, items: Sequence[tuple[validation.Verdict, int]]):
+  def _beam_split_generators(self, source, label_of_dir, label):
     config = self.builder_config
-    make = functools.partial(
+    candidates = source.candidates()
+    if not any(c.is_image for c in candidates):
+      raise ValueError(f"No image files found in {source}.")
+    by_split = {}
+    for cand in candidates:
+      by_split.setdefault(splits_lib.split_of(cand.path, config.split_percent), []).append(cand)
+    return {
+        split: beam_build.split_examples(
+            by_split[split],
+            source=source,
+            limits=config.limits,
+            label_of_dir=label_of_dir,
+            label_index=label,
+            balance=config.balance == "undersample",
+            make_example=self._example_fn(source),
+            verdict_prefix=os.path.join(self.data_dir, beam_build.VERDICTS_DIR, split),
+        )
+        for split in splits_lib.SPLITS
+        if split in by_split
+    }
+
+  def _example_fn(self, source):
+    config = self.builder_config
+    return functools.partial(
         _example,
         source=source,
         storage=config.storage,
         max_side=config.max_side,
         jpeg_quality=config.jpeg_quality,
     )
+
+  def _generate_examples(self, source, items: Sequence[tuple[validation.Verdict, int]]):
+    make = self._example_fn(source)
     workers = os.cpu_count() or 1
     with concurrent.futures.ThreadPoolExecutor(workers) as pool:
       yield from _bounded_map(pool, make, items, _WINDOW)
+
+  def _download_and_prepare(self, dl_manager, download_config=None):
+    self._on_beam = bool(download_config and (download_config.beam_runner or download_config.beam_options))
+    result = super()._download_and_prepare(dl_manager, download_config)
+    if self._on_beam:
+      _, label_of_dir = self._source(dl_manager)
+      self._plan_and_record(beam_build.read_verdicts(self.data_dir), label_of_dir)
+    return result
 
   def download_and_prepare(self, *args, **kwargs):
     already_built = tf.io.gfile.exists(os.path.join(self.data_dir, "dataset_info.json"))

@@ -209,21 +209,33 @@ def _check(source, cand: sources_lib.Candidate, limits: Limits) -> Verdict:
   return inspect(data, cand.path, cand.class_dir, limits)
 
 
-def _recheck_for_warnings(source, verdicts: list[Verdict], limits: Limits) -> list[Verdict]:
-  """Decodes the chunk's JPEGs one at a time to find which one warned."""
-  out = []
-  for v in verdicts:
-    if v.status != KEPT:
-      out.append(v)
-      continue
+def _mark_if_warned(v: Verdict, text: str) -> Verdict:
+  warn, other = _split_warnings(text)
+  if other:
+    print(other, file=sys.stderr)
+  if warn and v.status == KEPT:
+    return dataclasses.replace(v, status=REPAIRED, reason=f"libjpeg warning: {warn[0]}")
+  return v
+
+
+def check_alone(cand: sources_lib.Candidate, source, limits: Limits) -> Verdict:
+  """Validates one file with its libjpeg warnings attributed to it (Beam workers)."""
+  with _QUIET_LOCK:
     cap = _CapturedStderr()
     with cap.capture():
-      tf.io.decode_image(source.read(v.path), channels=3, expand_animations=False)
-    warn, other = _split_warnings(cap.text)
-    if other:
-      print(other, file=sys.stderr)
-    if warn:
-      v = dataclasses.replace(v, status=REPAIRED, reason=f"libjpeg warning: {warn[0]}")
+      v = _check(source, cand, limits)
+  return _mark_if_warned(v, cap.text)
+
+
+def _recheck_for_warnings(source, verdicts: list[Verdict]) -> list[Verdict]:
+  """Decodes the chunk's clean JPEGs one at a time to find which one warned."""
+  out = []
+  for v in verdicts:
+    if v.status == KEPT:
+      cap = _CapturedStderr()
+      with cap.capture():
+        tf.io.decode_image(source.read(v.path), channels=3, expand_animations=False)
+      v = _mark_if_warned(v, cap.text)
     out.append(v)
   return out
 
@@ -257,6 +269,6 @@ def validate(
       if other:
         print(other, file=sys.stderr)
       if warn:
-        found = _recheck_for_warnings(source, found, limits)
+        found = _recheck_for_warnings(source, found)
       verdicts.extend(found)
   return verdicts
