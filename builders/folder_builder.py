@@ -20,6 +20,7 @@ from builders import beam_build
 from builders import card as card_lib
 from builders import sources as sources_lib
 from builders import splits as splits_lib
+from builders import stable_records  # noqa: F401  (sorted map entries in every record)
 from builders import storage as storage_lib
 from builders import validation
 from builders.folder_config import FolderConfig, storage_configs  # noqa: F401  (re-exported)
@@ -149,6 +150,8 @@ class FolderBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 
   def download_and_prepare(self, *args, **kwargs):
     already_built = tf.io.gfile.exists(os.path.join(self.data_dir, "dataset_info.json"))
+    if not already_built:
+      remove_leftovers(self.data_dir)
     super().download_and_prepare(*args, **kwargs)
     if not already_built and "card" in self.info.metadata:
       # Printed, not logged: the tfds command line hides INFO logs.
@@ -156,6 +159,22 @@ class FolderBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 
 
 # Helpers --------------------------------------------------------------------
+
+
+def remove_leftovers(data_dir: str) -> list[str]:
+  """Deletes what a killed build of `data_dir` left behind.
+
+  TFDS builds in `<config>/incomplete.XXXXXX_<version>/` and renames it to
+  `<config>/<version>/` only when complete, so a killed build leaves that
+  folder (never a half-written final folder). One build of a dataset at a time.
+  """
+  parent, version = os.path.split(os.path.normpath(data_dir))
+  leftovers = tf.io.gfile.glob(os.path.join(parent, f"incomplete.*_{version}"))
+  for path in leftovers:
+    tf.io.gfile.rmtree(path)
+  if leftovers:
+    print(f"Removed {len(leftovers)} unfinished build folder(s) of {data_dir}", flush=True)
+  return leftovers
 
 
 def _example(item, source, storage, max_side, jpeg_quality):
