@@ -86,6 +86,28 @@ def _looks_like_text(data: bytes) -> bool:
   return bool(head) and all(32 <= b < 127 or b in (9, 10, 13) for b in head)
 
 
+def _magic_format(data: bytes) -> str:
+  if data.startswith(b"\xff\xd8\xff"):
+    return "JPEG"
+  if data.startswith(b"\x89PNG\r\n\x1a\n"):
+    return "PNG"
+  if data[:6] in (b"GIF87a", b"GIF89a"):
+    return "GIF"
+  if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+    return "WEBP"
+  return ""
+
+
+def _header_failure_reason(data: bytes, error: Exception) -> str:
+  fmt = _magic_format(data)
+  if fmt == "JPEG" and not data.rstrip(b"\0").endswith(b"\xff\xd9"):
+    return "truncated: JPEG header incomplete"
+  if fmt:
+    return f"undecodable: {fmt} header unreadable ({type(error).__name__})"
+  kind = "text or HTML, not an image" if _looks_like_text(data) else "unrecognised image data"
+  return f"not_an_image: {kind} ({type(error).__name__})"
+
+
 def _read_header(data: bytes) -> tuple[str, int, int, str]:
   with Image.open(io.BytesIO(data)) as im:
     return im.format or "", im.width, im.height, im.mode
@@ -116,8 +138,7 @@ def inspect(data: bytes, path: str, class_dir: str, limits: Limits) -> Verdict:
   except Image.DecompressionBombError as e:
     return Verdict(status=SKIPPED, reason=f"too_many_pixels: {e}", **base)
   except Exception as e:  # Pillow raises many types for garbage input.
-    kind = "text or HTML, not an image" if _looks_like_text(data) else "unrecognised image data"
-    return Verdict(status=SKIPPED, reason=f"not_an_image: {kind} ({type(e).__name__})", **base)
+    return Verdict(status=SKIPPED, reason=_header_failure_reason(data, e), **base)
   base.update(format=fmt, width=width, height=height)
   if fmt not in DECODABLE_FORMATS:
     return Verdict(status=SKIPPED, reason=f"unsupported_format: {fmt}", **base)
@@ -135,7 +156,7 @@ def inspect(data: bytes, path: str, class_dir: str, limits: Limits) -> Verdict:
     )
   try:
     tf.io.decode_image(data, channels=3, expand_animations=False)
-  except (tf.errors.InvalidArgumentError, tf.errors.UnknownError, tf.errors.ResourceExhaustedError) as e:
+  except tf.errors.OpError as e:
     return Verdict(status=SKIPPED, reason=_decode_failure_reason(data, fmt, e), **base)
   if fmt != "JPEG":
     return Verdict(status=TRANSCODED, reason=f"format: {fmt}", **base)

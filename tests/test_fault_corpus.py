@@ -1,0 +1,71 @@
+"""A folder holding every kind of bad or unusual file builds without a crash or a silent loss."""
+
+import os
+import resource
+
+import pytest
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from builders import fault_corpus
+from builders import folder_builder
+from builders.folder_config import FolderConfig
+from builders.image_folder import image_folder_dataset_builder as image_folder
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+  root = tmp_path_factory.mktemp("corpus") / "root"
+  faults = fault_corpus.write_fault_corpus(str(root), good_per_class=10, copies=3, seed=4)
+  config = FolderConfig(name="corpus", root=str(root), balance="none", split_percent=(100, 0, 0))
+  builder = image_folder.Builder(config=config, data_dir=str(root.parent / "out"))
+  builder.download_and_prepare()
+  return faults, builder
+
+
+def test_every_kind_appears_at_least_three_times(built):
+  faults, _ = built
+  kinds = [f.kind for f in faults]
+  for kind in set(kinds) - {"good", "odd_name"}:
+    assert kinds.count(kind) >= 3, kind
+
+
+def test_every_bad_file_has_its_specific_reason_and_no_good_file_is_dropped(built, capfd):
+  faults, builder = built
+  rows = {r["path"]: r for r in folder_builder.read_manifest(builder.data_dir)}
+  stored = {ex["image/filename"].decode() for ex in tfds.as_numpy(builder.as_dataset(split="train"))}
+  for fault in faults:
+    if fault.expected == "kept":
+      assert fault.path in stored and fault.path not in rows, fault
+    else:
+      assert rows[fault.path]["status"] == fault.expected, (fault, rows[fault.path])
+      assert rows[fault.path]["reason"].startswith(fault.reason), (fault, rows[fault.path])
+      assert (fault.path in stored) == (fault.expected in ("transcoded", "repaired")), fault
+  assert len(stored) == sum(f.expected in ("kept", "transcoded", "repaired") for f in faults)
+
+
+def test_every_stored_example_decodes_with_the_training_decoder_without_warnings(built, capfd):
+  _, builder = built
+  files = tf.io.gfile.glob(os.path.join(builder.data_dir, "*.tfrecord*"))
+  capfd.readouterr()
+  count = 0
+  for record in tf.data.TFRecordDataset(files):
+    image = tf.io.parse_single_example(record, {"image": tf.io.FixedLenFeature([], tf.string)})["image"]
+    decoded = tf.io.decode_jpeg(image, channels=3)
+    assert decoded.shape[0] >= 8 and decoded.shape[1] >= 8
+    count += 1
+  assert count == builder.info.splits["train"].num_examples
+  assert "Corrupt JPEG" not in capfd.readouterr().err
+
+
+def test_exif_orientation_is_ignored_like_tensorflow_and_keras(built):
+  faults, builder = built
+  rotated = {f.path for f in faults if f.kind == "exif_rotated"}
+  for ex in tfds.as_numpy(builder.as_dataset(split="train")):
+    if ex["image/filename"].decode() in rotated:
+      assert ex["image"].shape[:2] == (40, 48)  # file order, not the 90° display order
+
+
+def test_bomb_header_costs_no_memory(built):
+  peak_bytes = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+  assert peak_bytes < 4 * 2**30  # a decoded 60000x60000 RGB image alone is 10 GiB
