@@ -1,0 +1,75 @@
+"""Checks that a built dataset's shards hold what its metadata says.
+
+* `check_sizes` (cheap: file sizes only, run by the readers by default): a
+  TFRecord file is exactly the example bytes plus 16 bytes of framing per
+  record, so any missing, truncated or padded shard changes the total;
+* `verify` (reads everything): every record's CRC and every shard's record
+  count against `dataset_info.json`, naming the file at fault.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+_FRAMING_BYTES = 16  # length (8) + length CRC (4) + data CRC (4)
+
+
+class CorruptDatasetError(ValueError):
+  """A shard is missing, truncated, corrupted or disagrees with the metadata."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ShardReport:
+  path: str
+  expected_records: int
+  records: int
+
+
+def _split_infos(dataset_dir: str, splits=None):
+  info = tfds.builder_from_directory(dataset_dir).info
+  names = list(info.splits) if splits is None else list(splits)
+  return [info.splits[name] for name in names]
+
+
+def check_sizes(dataset_dir: str, splits=None) -> None:
+  """Raises CorruptDatasetError unless every split's shards have the expected total size."""
+  for split in _split_infos(dataset_dir, splits):
+    paths = [os.fspath(p) for p in split.filepaths]
+    missing = [p for p in paths if not tf.io.gfile.exists(p)]
+    if missing:
+      raise CorruptDatasetError(f"split {split.name}: shard files missing: {missing}")
+    actual = sum(tf.io.gfile.stat(p).length for p in paths)
+    expected = int(split.num_bytes) + _FRAMING_BYTES * split.num_examples
+    if actual != expected:
+      raise CorruptDatasetError(
+          f"split {split.name}: its {len(paths)} shard(s) hold {actual} bytes, dataset_info.json "
+          f"says {expected} ({split.num_examples} examples); a shard was truncated or changed. "
+          f"Run `python scripts/verify.py {dataset_dir}` to find the file."
+      )
+
+
+def verify(dataset_dir: str, splits=None) -> list[ShardReport]:
+  """Reads every record (checking its CRC) and counts each shard's records."""
+  reports = []
+  for split in _split_infos(dataset_dir, splits):
+    for path, expected in zip(split.filepaths, split.shard_lengths):
+      path = os.fspath(path)
+      if not tf.io.gfile.exists(path):
+        raise CorruptDatasetError(f"{path}: shard file missing")
+      records = 0
+      try:
+        for _ in tf.data.TFRecordDataset(path):
+          records += 1
+      except tf.errors.DataLossError as e:
+        detail = str(e).split("}}")[-1].split("[Op:")[0].strip()
+        raise CorruptDatasetError(f"{path}: {detail} (after {records} good records)") from None
+      if records != expected:
+        raise CorruptDatasetError(
+            f"{path}: {records} records, dataset_info.json says {expected}: the shard was truncated or changed"
+        )
+      reports.append(ShardReport(path, expected, records))
+  return reports
