@@ -1,0 +1,28 @@
+"""Streaming tf.data input pipelines over the TFRecord shards the builders write.
+
+Readers: `from_shards` (glob or list), `from_dataset_dir` (built folder), `from_tfds` (TFDS
+name), all ending in `make_dataset`, configured by one `PipelineConfig`; `dataset_info` for
+class names and counts; `image_dataset_from_directory` as a Keras drop-in for raw folders.
+"""
+
+from pipeline.config import PipelineConfig
+from pipeline.folder_loader import image_dataset_from_directory
+from pipeline.input_pipeline import ShardSlice
+from pipeline.input_pipeline import make_dataset
+from pipeline.reading import DatasetInfo
+from pipeline.reading import dataset_info
+from pipeline.reading import from_dataset_dir
+from pipeline.reading import from_shards
+from pipeline.reading import from_tfds
+
+__all__ = [
+    "DatasetInfo",
+    "PipelineConfig",
+    "ShardSlice",
+    "dataset_info",
+    "from_dataset_dir",
+    "from_shards",
+    "from_tfds",
+    "image_dataset_from_directory",
+    "make_dataset",
+]

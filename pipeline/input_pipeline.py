@@ -1,0 +1,228 @@
+"""The one function that owns the order of the input pipeline: shards in, batches out.
+
+Every reader (a glob of shards, a built dataset folder, a TFDS name) ends in `make_dataset`,
+so the order of shuffling, batching, parsing, decoding and normalising is decided here only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Callable, Optional, Sequence, Union
+
+import tensorflow as tf
+
+from pipeline import image_headers
+from pipeline import ops
+from pipeline import schema
+from pipeline.config import PipelineConfig
+
+AUTOTUNE = tf.data.AUTOTUNE
+# Shards read at once: enough to mix classes that sit in different files and to hide
+# read latency, few enough that read buffers stay small.
+MAX_INTERLEAVE = 16
+# Records whose JPEG headers decide how JPEGs are decoded (TFDS shuffles before writing,
+# so the first records of a shard are a fair sample).
+SIZE_SAMPLE = 64
+# The functions mapped here hold no Python control flow on tensors, so AutoGraph's source
+# conversion is skipped: it costs ~0.3 s of tracing per pipeline and changes nothing.
+plain = tf.autograph.experimental.do_not_convert
+
+
+@dataclasses.dataclass(frozen=True)
+class ShardSlice:
+  """The records of one TFRecord shard to read: `take` records after the first `skip`.
+
+  Attributes:
+    path: the shard's path.
+    skip: records skipped at the start.
+    take: records read after those; -1 reads to the end.
+  """
+
+  path: str
+  skip: int = 0
+  take: int = -1
+
+
+Shard = Union[str, os.PathLike, ShardSlice]
+
+
+def as_slices(shards: Sequence) -> list[ShardSlice]:
+  """Paths, `ShardSlice`s or TFDS `FileInstruction`s (filename/skip/take) -> `ShardSlice`s."""
+  slices = []
+  for shard in shards:
+    if isinstance(shard, ShardSlice):
+      slices.append(shard)
+    elif hasattr(shard, "filename"):
+      slices.append(ShardSlice(os.fspath(shard.filename), int(shard.skip), int(shard.take)))
+    else:
+      slices.append(ShardSlice(os.fspath(shard)))
+  return slices
+
+
+def make_dataset(
+    shards: Sequence[Shard],
+    storage: schema.ImageStorage,
+    config: PipelineConfig,
+    *,
+    training: bool = True,
+    num_classes: Optional[int] = None,
+) -> tf.data.Dataset:
+  """Streams `(images, labels)` batches from TFRecord shards written with `schema`.
+
+  Nothing here materialises the dataset: memory is bounded by the shuffle buffer of
+  serialized records and a few batches in flight, unless `config.cache` asks otherwise.
+
+  Args:
+    shards: shard paths, `ShardSlice`s, or TFDS `FileInstruction`s (for split slicing).
+    storage: how the records store images (`schema.storage_of(features)`).
+    config: the pipeline's settings.
+    training: shuffle and (if `config.augment`) augment; off for evaluation.
+    num_classes: number of classes, used when `config.num_classes` is None.
+
+  Returns:
+    A dataset of `(images, labels)`: images (B, H, W, C) float32, or uint8 when
+    `config.normalize == "none"`; labels as `config.label_mode` says.
+  """
+  slices = as_slices(shards)
+  if not slices:
+    raise ValueError(f"shards must name at least one TFRecord file. Received: shards={shards!r}")
+  num_classes = config.num_classes or num_classes
+  if config.label_mode == "categorical" and not num_classes:
+    raise ValueError(
+        'label_mode="categorical" needs the number of classes. '
+        f"Received: num_classes={num_classes!r}"
+    )
+  if config.label_mode == "binary" and num_classes not in (None, 2):
+    raise ValueError(
+        f'label_mode="binary" needs exactly 2 classes. Received: num_classes={num_classes!r}'
+    )
+  shuffle = training and config.shuffles
+  deterministic = config.deterministic
+
+  files = _shard_list(slices)
+  # Shuffle the file list first: it is tiny, and mixes the data beyond what the buffer holds.
+  if shuffle:
+    files = files.shuffle(len(slices), seed=config.seed, reshuffle_each_iteration=True)
+  # Interleave shards in parallel so reads overlap; out of order unless asked for determinism.
+  ds = _interleave(files, len(slices), deterministic)
+  # Cache (opt-in) serialized records: as small as the shards, and each epoch still reshuffles.
+  if config.cache == "memory":
+    ds = ds.cache()
+  elif config.cache != "none":
+    ds = ds.cache(config.cache)
+  # Shuffle serialized records, not decoded images: the bounded buffer stays small in bytes.
+  if shuffle:
+    ds = ds.shuffle(config.shuffle_buffer, seed=config.seed, reshuffle_each_iteration=True)
+  # Repeat after shuffling so that each epoch is seen whole before the next one starts.
+  if config.repeat:
+    ds = ds.repeat()
+  # Batch before parsing: one `parse_example` per batch costs far less than one per record.
+  ds = ds.batch(config.batch_size, drop_remainder=config.drop_remainder)
+  if not storage.is_raw:
+    # Encoded images differ in size: parsed in batches, decoded one by one in parallel, re-batched.
+    decode = _image_decoder(slices, storage, config)
+    ds = ds.map(plain(_parse_batch), num_parallel_calls=AUTOTUNE, deterministic=deterministic)
+    ds = ds.unbatch().map(
+        plain(lambda image, label: (ops.resize(decode(image), config.image_size), label)),
+        num_parallel_calls=AUTOTUNE,
+        deterministic=deterministic,
+    ).batch(config.batch_size, drop_remainder=config.drop_remainder)
+  augment = training and config.augment
+
+  def finish(batch, seed):
+    # Raw records need no decode, only a reshape of the whole batch (a resize only if sizes
+    # differ); with no per-image work, calls per batch are the cost, so all is one call.
+    images, labels = _raw_batch(*_parse_batch(batch), storage, config) if storage.is_raw else batch
+    # Augment (training only) decoded batches, with per-batch seeds drawn from `config.seed`.
+    if augment:
+      images = ops.augment(images, seed)
+    # Normalise and encode labels last, so that "none" ships uint8 to the accelerator.
+    return (ops.normalize(images, config.normalize),
+            ops.encode_labels(labels, config.label_mode, num_classes))
+
+  seeds = (tf.data.Dataset.random(seed=config.seed).batch(2, drop_remainder=True) if augment
+           else tf.data.Dataset.from_tensors(tf.zeros([2], tf.int64)).repeat())
+  ds = tf.data.Dataset.zip((ds, seeds)).map(
+      plain(finish), num_parallel_calls=AUTOTUNE, deterministic=deterministic)
+  # Prefetch so the next batches are prepared while the model trains on this one.
+  ds = ds.prefetch(AUTOTUNE)
+  return ds.with_options(pipeline_options(deterministic))
+
+
+def pipeline_options(deterministic: bool) -> tf.data.Options:
+  """The tf.data options every pipeline of this project runs with."""
+  options = tf.data.Options()
+  # Order through parallel steps is fixed only when asked: out of order never waits on a slow image.
+  options.deterministic = deterministic
+  # Let tf.data tune parallelism and buffer sizes (AUTOTUNE) within its RAM budget.
+  options.autotune.enabled = True
+  # A private pool: the model's own inter-op threads neither starve nor get starved by input.
+  options.threading.private_threadpool_size = os.cpu_count() or 1
+  # One thread per op: parallelism comes from parallel map/interleave, not from splitting ops.
+  options.threading.max_intra_op_parallelism = 1
+  # Fuse the successive per-batch maps into one function call per batch.
+  options.experimental_optimization.map_fusion = True
+  return options
+
+
+def read_filenames(shards: Sequence[Shard]) -> list[str]:
+  """The `image/filename` of every record, in the order an unshuffled pipeline reads them."""
+  slices = as_slices(shards)
+  files = _shard_list(slices)
+  spec = {schema.FILENAME: schema.parse_spec()[schema.FILENAME]}
+  names = _interleave(files, len(slices), deterministic=True).batch(1024).map(
+      plain(lambda serialized: tf.io.parse_example(serialized, spec)[schema.FILENAME]))
+  return [name.decode() for batch in names.as_numpy_iterator() for name in batch]
+
+
+def _shard_list(slices: Sequence[ShardSlice]) -> tf.data.Dataset:
+  return tf.data.Dataset.from_tensor_slices((
+      [s.path for s in slices],
+      tf.constant([s.skip for s in slices], tf.int64),
+      tf.constant([s.take for s in slices], tf.int64),
+  ))
+
+
+def _interleave(files: tf.data.Dataset, count: int, deterministic: bool) -> tf.data.Dataset:
+  return files.interleave(
+      plain(_read_slice),
+      cycle_length=min(count, MAX_INTERLEAVE),
+      num_parallel_calls=AUTOTUNE,
+      deterministic=deterministic,
+  )
+
+
+def _read_slice(path: tf.Tensor, skip: tf.Tensor, take: tf.Tensor) -> tf.data.Dataset:
+  return tf.data.TFRecordDataset(path).skip(skip).take(take)
+
+
+def _parse_batch(serialized: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+  spec = schema.parse_spec()
+  parsed = tf.io.parse_example(serialized, {k: spec[k] for k in (schema.IMAGE, schema.LABEL)})
+  return parsed[schema.IMAGE], parsed[schema.LABEL]
+
+
+def _raw_batch(
+    encoded: tf.Tensor, labels: tf.Tensor, storage: schema.ImageStorage, config: PipelineConfig
+) -> tuple[tf.Tensor, tf.Tensor]:
+  """Raw records -> (B, H, W, C): uint8 when stored at the config's size, float32 if resized."""
+  images = ops.convert_channels(ops.decode_raw(encoded, storage), config.channels)
+  if tuple(storage.size) != tuple(config.image_size):
+    images = ops.resize(images, config.image_size)
+  return images, labels
+
+
+def _image_decoder(
+    slices: Sequence[ShardSlice], storage: schema.ImageStorage, config: PipelineConfig
+) -> Callable[[tf.Tensor], tf.Tensor]:
+  """The decode for encoded records, chosen from the sizes of the first shard's first images."""
+  if storage.encoding != "jpeg":
+    return lambda encoded: ops.decode(encoded, config.channels)
+  sizes = []
+  for record in tf.data.TFRecordDataset(slices[0].path).take(SIZE_SAMPLE).as_numpy_iterator():
+    feature = tf.train.Example.FromString(record).features.feature[schema.IMAGE]
+    size = image_headers.jpeg_size(feature.bytes_list.value[0])
+    if size:
+      sizes.append(size)
+  return ops.jpeg_decoder(sizes, config.channels, config.image_size, every_image=False)

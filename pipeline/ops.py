@@ -1,0 +1,278 @@
+"""Small, named preprocessing ops: decode, resize, normalise, augment, encode labels.
+
+Each op is a plain TensorFlow function of tensors, so it runs the same eagerly and inside
+`tf.data` (the tests run every op both ways). Images are (H, W, C) or batches (B, H, W, C);
+decoders return uint8, `resize` and the augmentations return float32 in [0, 255], and
+`normalize` makes the delivered dtype and range.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from typing import Callable, Sequence
+
+import tensorflow as tf
+
+from pipeline import schema
+
+# DCT-domain scales libjpeg can decode at; TensorFlow exposes them as `ratio`.
+JPEG_RATIOS = (1, 2, 4, 8)
+# ITU-R BT.601 luma, the weights libjpeg uses for its own RGB -> grayscale conversion.
+LUMA_WEIGHTS = (0.299, 0.587, 0.114)
+# A smaller DCT scale saves (one thread, 100 px target, measured): 0-11% of the decode at
+# 1/2 (nothing on the sample pictures), 10-18% at 1/4, 23-37% at 1/8. One scale for all
+# images is used from 1/4, where the saving is worth pixels that differ from a full decode.
+FIXED_SCALE_MIN_RATIO = 4
+# Choosing the scale per image needs control flow in the map, which costs about as much as
+# decoding a 4x-too-large JPEG at 1/4 saves; it pays off from 8x.
+PER_IMAGE_SCALE_MIN_RATIO = 8
+ZOOM_MIN_SCALE = 0.8
+MAX_ROTATION_DEGREES = 10.0
+
+
+def ratio_for_size(height: int, width: int, target_size: Sequence[int]) -> int:
+  """Largest DCT scale (1, 2, 4 or 8) at which a height x width JPEG still covers `target_size`."""
+  ratio = 1
+  for r in JPEG_RATIOS[1:]:
+    # libjpeg's scaled size is ceil(size / r).
+    if -(-height // r) >= target_size[0] and -(-width // r) >= target_size[1]:
+      ratio = r
+  return ratio
+
+
+def jpeg_ratio(encoded: tf.Tensor, target_size: Sequence[int]) -> tf.Tensor:
+  """`ratio_for_size` of one encoded JPEG, read from its header only (microseconds)."""
+  shape = tf.image.extract_jpeg_shape(encoded)
+  height, width = shape[0], shape[1]
+  ratio = tf.constant(1, tf.int32)
+  for r in JPEG_RATIOS[1:]:
+    fits = ((height + r - 1) // r >= target_size[0]) & ((width + r - 1) // r >= target_size[1])
+    ratio = tf.where(fits, tf.constant(r, tf.int32), ratio)
+  return ratio
+
+
+def decode(encoded: tf.Tensor, channels: int) -> tf.Tensor:
+  """Decodes a JPEG or PNG (also GIF/BMP for 3 channels) to uint8 (H, W, channels).
+
+  One op, no control flow: inside a `tf.data` map, control flow costs more per image than
+  a 250-500 px JPEG takes to decode at a smaller scale saves.
+  """
+  image = tf.io.decode_image(encoded, channels=channels, expand_animations=False)
+  image.set_shape([None, None, channels])
+  return image
+
+
+def decode_any(encoded: tf.Tensor, channels: int) -> tf.Tensor:
+  """Decodes JPEG, PNG, GIF (first frame) or BMP to 1, 3 or 4 channels, whatever is stored.
+
+  Slower than `decode` (control flow), but also turns grayscale GIF/BMP/CMYK JPEG into one
+  channel and any image into RGBA, which the decoders refuse to do themselves.
+  """
+  image = tf.io.decode_image(encoded, channels=0, expand_animations=False)
+  return to_channels(image, channels)
+
+
+def decode_jpeg(encoded: tf.Tensor, channels: int, ratio: int = 1) -> tf.Tensor:
+  """Decodes a JPEG (or PNG, at full size) to uint8, `ratio` times smaller via the DCT.
+
+  Decoding at 1/ratio skips most of the inverse DCT and of the output pixels; `channels=1`
+  of a colour JPEG is converted inside libjpeg, which skips the chroma planes.
+  """
+  image = tf.io.decode_jpeg(encoded, channels=channels, ratio=ratio)
+  image.set_shape([None, None, channels])
+  return image
+
+
+def decode_jpeg_scaled(
+    encoded: tf.Tensor, channels: int, target_size: Sequence[int]
+) -> tf.Tensor:
+  """Decodes a JPEG at the smallest DCT scale that still covers `target_size`, per image."""
+  index = tf.math.log(tf.cast(jpeg_ratio(encoded, target_size), tf.float32)) / math.log(2.0)
+  branches = [(lambda r=r: decode_jpeg(encoded, channels, r)) for r in JPEG_RATIOS]
+  image = tf.switch_case(tf.cast(tf.math.round(index), tf.int32), branches)
+  image.set_shape([None, None, channels])
+  return image
+
+
+def jpeg_decoder(
+    image_sizes: Sequence[Sequence[int]],
+    channels: int,
+    target_size: Sequence[int],
+    every_image: bool,
+) -> Callable[[tf.Tensor], tf.Tensor]:
+  """Picks the cheapest decode of JPEGs with these (height, width) sizes to `target_size`.
+
+  With every image's size known and all at least 4x the target, one DCT scale fits all of
+  them (no control flow). From a sample, a per-image scale pays for its control flow only
+  when images are typically at least 8x the target. Otherwise a full-size decode.
+  """
+  ratios = [ratio_for_size(h, w, target_size) for h, w in image_sizes]
+  if every_image and ratios and min(ratios) >= FIXED_SCALE_MIN_RATIO:
+    ratio = min(ratios)
+    return lambda encoded: decode_jpeg(encoded, channels, ratio)
+  if ratios and statistics.median(ratios) >= PER_IMAGE_SCALE_MIN_RATIO:
+    return lambda encoded: decode_jpeg_scaled(encoded, channels, target_size)
+  return lambda encoded: decode(encoded, channels)
+
+
+def decode_raw(encoded: tf.Tensor, storage: schema.ImageStorage) -> tf.Tensor:
+  """Reshapes raw uint8 records, one string or a batch of them, to (..., H, W, C) uint8.
+
+  Vectorised over the batch: raw storage needs no per-image decode at all.
+  """
+  pixels = tf.io.decode_raw(encoded, tf.uint8)
+  shape = tf.concat([tf.shape(encoded), [*storage.size, storage.channels]], axis=0)
+  image = tf.reshape(pixels, shape)
+  image.set_shape([*encoded.shape, *storage.size, storage.channels])
+  return image
+
+
+def to_grayscale(images: tf.Tensor) -> tf.Tensor:
+  """RGB -> one channel with libjpeg's weights, keeping the dtype (rounded for integers)."""
+  luma = tf.reduce_sum(tf.cast(images, tf.float32) * tf.constant(LUMA_WEIGHTS), axis=-1,
+                       keepdims=True)
+  return _cast_like(luma, images.dtype)
+
+
+def to_channels(images: tf.Tensor, channels: int) -> tf.Tensor:
+  """Converts uint8 images with 1-4 channels (gray, gray+alpha, RGB, RGBA) to 1, 3 or 4.
+
+  For images whose channel count is known only at run time (any file format); alpha is
+  dropped for 1 and 3 channels and made opaque when added for 4.
+  """
+  count = tf.shape(images)[-1]
+  has_alpha = tf.equal(count % 2, 0)
+  color = tf.cond(has_alpha, lambda: images[..., :-1], lambda: images)
+  is_rgb = tf.equal(tf.shape(color)[-1], 3)
+  if channels == 1:
+    images = tf.cond(is_rgb, lambda: to_grayscale(color), lambda: color[..., :1])
+  else:
+    rgb = tf.cond(is_rgb, lambda: color[..., :3], lambda: tf.repeat(color[..., :1], 3, axis=-1))
+    if channels == 4:
+      opaque = tf.fill(tf.shape(images[..., :1]), tf.constant(255, images.dtype))
+      rgb = tf.concat([rgb, tf.cond(has_alpha, lambda: images[..., -1:], lambda: opaque)], -1)
+    images = rgb
+  images.set_shape([*images.shape[:-1], channels])
+  return images
+
+
+def convert_channels(images: tf.Tensor, channels: int) -> tf.Tensor:
+  """Like `to_channels` for images whose channel count is known statically (raw storage)."""
+  stored = images.shape[-1]
+  if stored == channels:
+    return images
+  if channels == 1:
+    return to_grayscale(images)
+  return tf.repeat(images, 3, axis=-1)
+
+
+def resize(images: tf.Tensor, size: Sequence[int], method: str = "bilinear") -> tf.Tensor:
+  """Resizes to `size` as float32 in [0, 255]; a no-op cast when already that size."""
+  if tuple(images.shape[-3:-1]) == tuple(size):
+    return tf.cast(images, tf.float32)
+  resized = tf.image.resize(images, size, method=method)
+  return tf.cast(resized, tf.float32)
+
+
+def center_crop_to_aspect(images: tf.Tensor, size: Sequence[int]) -> tf.Tensor:
+  """Crops the largest central window with the aspect ratio of `size` (Keras `smart_resize`)."""
+  shape = tf.shape(images)
+  height, width = shape[-3], shape[-2]
+  crop_height = tf.cast(tf.cast(width * size[0], tf.float32) / size[1], tf.int32)
+  crop_height = tf.maximum(tf.minimum(height, crop_height), 1)
+  crop_width = tf.cast(tf.cast(height * size[1], tf.float32) / size[0], tf.int32)
+  crop_width = tf.maximum(tf.minimum(width, crop_width), 1)
+  top = (height - crop_height) // 2
+  left = (width - crop_width) // 2
+  return images[..., top:top + crop_height, left:left + crop_width, :]
+
+
+def normalize(images: tf.Tensor, mode: str) -> tf.Tensor:
+  """Maps [0, 255] pixels to float32 "0-1" or "-1-1", or to uint8 for "none"."""
+  if mode == "none":
+    return _cast_like(images, tf.uint8)
+  images = tf.cast(images, tf.float32)
+  if mode == "0-1":
+    return images / 255.0
+  if mode == "-1-1":
+    return images / 127.5 - 1.0
+  raise ValueError(f'mode must be one of "0-1", "-1-1", "none". Received: mode={mode!r}')
+
+
+def random_flip(images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+  """Mirrors each image of a batch left-right with probability 1/2."""
+  flip = tf.random.stateless_uniform(tf.shape(images)[:1], seed) < 0.5
+  return tf.where(flip[:, tf.newaxis, tf.newaxis, tf.newaxis], tf.reverse(images, axis=[2]),
+                  images)
+
+
+def random_zoom(images: tf.Tensor, seed: tf.Tensor,
+                min_scale: float = ZOOM_MIN_SCALE) -> tf.Tensor:
+  """Crops a random square-ish window of each image (sides `min_scale`..1) back to full size."""
+  batch = tf.shape(images)[0]
+  scale_seed, offset_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+  scale = tf.random.stateless_uniform([batch, 1], scale_seed, minval=min_scale, maxval=1.0)
+  offset = tf.random.stateless_uniform([batch, 2], offset_seed) * (1.0 - scale)
+  boxes = tf.concat([offset, offset + scale], axis=1)
+  return tf.image.crop_and_resize(
+      tf.cast(images, tf.float32), boxes, tf.range(batch), images.shape[1:3]
+  )
+
+
+def random_rotate(images: tf.Tensor, seed: tf.Tensor,
+                  max_degrees: float = MAX_ROTATION_DEGREES) -> tf.Tensor:
+  """Rotates each image of a batch by a random angle in [-max_degrees, max_degrees]."""
+  shape = tf.shape(images)
+  batch = shape[0]
+  height, width = tf.cast(shape[1], tf.float32), tf.cast(shape[2], tf.float32)
+  limit = max_degrees * math.pi / 180.0
+  angle = tf.random.stateless_uniform([batch], seed, minval=-limit, maxval=limit)
+  cos, sin = tf.cos(angle), tf.sin(angle)
+  cx, cy = (width - 1.0) / 2.0, (height - 1.0) / 2.0
+  # Maps each output pixel back to the input pixel it samples, rotating about the centre.
+  transforms = tf.stack([
+      cos, -sin, cx - cos * cx + sin * cy,
+      sin, cos, cy - sin * cx - cos * cy,
+      tf.zeros_like(angle), tf.zeros_like(angle),
+  ], axis=1)
+  return tf.raw_ops.ImageProjectiveTransformV3(
+      images=tf.cast(images, tf.float32),
+      transforms=transforms,
+      output_shape=shape[1:3],
+      fill_value=0.0,
+      interpolation="BILINEAR",
+      fill_mode="REFLECT",
+  )
+
+
+def augment(images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+  """Training augmentation of a batch: flip, crop/zoom, small rotation; float32 out."""
+  flip_seed, zoom_seed, rotate_seed = tf.unstack(
+      tf.random.experimental.stateless_split(seed, 3)
+  )
+  images = random_flip(tf.cast(images, tf.float32), flip_seed)
+  images = random_zoom(images, zoom_seed)
+  return random_rotate(images, rotate_seed)
+
+
+def encode_labels(labels: tf.Tensor, label_mode: str, num_classes: int) -> tf.Tensor:
+  """Class indices -> Keras label formats: int32 (B,), one-hot (B, K) or binary (B, 1)."""
+  labels = tf.cast(labels, tf.int32)
+  if label_mode == "int":
+    return labels
+  if label_mode == "categorical":
+    return tf.one_hot(labels, num_classes, dtype=tf.float32)
+  if label_mode == "binary":
+    return tf.cast(labels, tf.float32)[..., tf.newaxis]
+  raise ValueError(
+      'label_mode must be one of "int", "categorical", "binary". '
+      f"Received: label_mode={label_mode!r}"
+  )
+
+
+def _cast_like(images: tf.Tensor, dtype: tf.DType) -> tf.Tensor:
+  """Casts, rounding and saturating when going from floats to integers."""
+  if dtype.is_integer and not images.dtype.is_integer:
+    return tf.saturate_cast(tf.math.round(images), dtype)
+  return tf.cast(images, dtype)

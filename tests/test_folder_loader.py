@@ -1,0 +1,266 @@
+"""`pipeline.image_dataset_from_directory`: Keras' arguments, errors, structure; bad files."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+
+import keras
+import numpy as np
+from PIL import Image
+import pytest
+import tensorflow as tf
+
+import pipeline
+from pipeline import folder_loader
+from tests.shards_fixture import BAD_FILES, CLASS_NAMES, write_image_folder
+
+ours = pipeline.image_dataset_from_directory
+theirs = keras.utils.image_dataset_from_directory
+
+
+def collect(dataset):
+  batches = list(dataset)
+  if isinstance(batches[0], tuple):
+    return tuple(np.concatenate([b[i].numpy() for b in batches]) for i in range(2))
+  return np.concatenate([b.numpy() for b in batches])
+
+
+def error_of(fn, *args, **kwargs):
+  with pytest.raises(Exception) as info:
+    fn(*args, **kwargs)
+  return type(info.value), str(info.value)
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(labels="folders"),
+    dict(labels=[0, 1], class_names=["Cat"]),
+    dict(labels=[0, 1]),
+    dict(label_mode="sparse"),
+    dict(color_mode="cmyk"),
+    dict(image_size=(1, 2, 3)),
+    dict(image_size="big"),
+    dict(interpolation="cubic"),
+    dict(format="png"),
+    dict(validation_split=1.5, subset="training", seed=1),
+    dict(subset="training"),
+    dict(validation_split=0.2),
+    dict(validation_split=0.2, subset="train", seed=1),
+    dict(validation_split=0.2, subset="training"),
+    dict(label_mode="binary", class_names=["Cat"]),
+    dict(class_names=["Cat", "Bird"]),
+    dict(crop_to_aspect_ratio=True, pad_to_aspect_ratio=True),
+    dict(data_format="channels_middle"),
+    dict(labels=None, class_names=["Cat"]),
+], ids=lambda kwargs: ",".join(kwargs))
+def test_bad_arguments_raise_what_keras_raises(clean_folder, kwargs):
+  assert error_of(ours, clean_folder, verbose=False, **kwargs) == error_of(
+      theirs, clean_folder, verbose=False, **kwargs)
+
+
+def test_no_images_raises_what_keras_raises(tmp_path):
+  os.makedirs(tmp_path / "Cat")
+  assert error_of(ours, str(tmp_path), verbose=False) == error_of(theirs, str(tmp_path),
+                                                                  verbose=False)
+
+
+def test_same_files_classes_and_structure_as_keras(clean_folder):
+  kwargs = dict(image_size=(20, 20), batch_size=4, seed=3, validation_split=0.25, subset="both",
+                verbose=False)
+  mine, keras_ds = ours(clean_folder, **kwargs), theirs(clean_folder, **kwargs)
+  assert isinstance(mine, list) and len(mine) == 2
+  for a, b in zip(mine, keras_ds):
+    assert a.class_names == b.class_names == list(CLASS_NAMES)
+    assert a.file_paths == b.file_paths
+    assert a.element_spec == b.element_spec
+    assert a.skipped_files == []
+
+
+@pytest.mark.parametrize("color_mode", ["grayscale", "rgb", "rgba"])
+def test_same_pixels_as_keras_when_no_downscaled_decode_applies(clean_folder, color_mode):
+  kwargs = dict(image_size=(30, 26), color_mode=color_mode, shuffle=False, batch_size=5,
+                verbose=False)
+  if color_mode == "rgba":
+    # Keras cannot decode JPEGs to RGBA; compare on the PNGs alone.
+    assert error_of(lambda: collect(theirs(clean_folder, **kwargs)))[1].find("4 channels") >= 0
+    images, _ = collect(ours(clean_folder, **kwargs))
+    assert images.shape[-1] == 4 and np.all(images[..., 3] == 255)
+    return
+  mine_images, mine_labels = collect(ours(clean_folder, **kwargs))
+  keras_images, keras_labels = collect(theirs(clean_folder, **kwargs))
+  np.testing.assert_array_equal(mine_images, keras_images)
+  np.testing.assert_array_equal(mine_labels, keras_labels)
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(crop_to_aspect_ratio=True), dict(pad_to_aspect_ratio=True),
+    dict(interpolation="nearest"), dict(interpolation="area"),
+    dict(data_format="channels_first"),
+])
+def test_resize_options_match_keras(clean_folder, kwargs):
+  kwargs = dict(image_size=(30, 20), shuffle=False, verbose=False, **kwargs)
+  mine, keras_ds = ours(clean_folder, **kwargs), theirs(clean_folder, **kwargs)
+  assert mine.element_spec == keras_ds.element_spec
+  np.testing.assert_allclose(collect(mine)[0], collect(keras_ds)[0], atol=1e-3)
+
+
+def test_large_jpegs_are_decoded_downscaled_close_to_keras(tmp_path):
+  root = str(tmp_path)
+  t = np.linspace(0, 1, 120)
+  for name in CLASS_NAMES:
+    os.makedirs(os.path.join(root, name))
+    for i in range(3):
+      gradient = np.outer(t, t[::-1] if i % 2 else t) * (200 + 20 * i)
+      Image.fromarray(gradient.astype(np.uint8)).save(os.path.join(root, name, f"{i}.jpg"),
+                                                      quality=95)
+  kwargs = dict(image_size=(30, 30), color_mode="grayscale", shuffle=False, verbose=False)
+  mine, keras_images = collect(ours(root, **kwargs))[0], collect(theirs(root, **kwargs))[0]
+  assert mine.shape == keras_images.shape == (6, 30, 30, 1)
+  # Decoded at 1/4 scale in the DCT domain: smoother, not identical.
+  assert not np.array_equal(mine, keras_images)
+  assert np.abs(mine - keras_images).mean() < 2.0
+
+
+@pytest.mark.parametrize("label_mode,shape,dtype", [
+    ("int", (12,), tf.int32), ("categorical", (12, 2), tf.float32),
+    ("binary", (12, 1), tf.float32),
+])
+def test_label_modes_like_keras(clean_folder, label_mode, shape, dtype):
+  images, labels = next(iter(ours(clean_folder, label_mode=label_mode, batch_size=12,
+                                  image_size=8, verbose=False)))
+  assert images.shape == (12, 8, 8, 3) and images.dtype == tf.float32
+  assert labels.shape == shape and labels.dtype == dtype
+
+
+def test_without_labels_yields_images_only(clean_folder):
+  for kwargs in (dict(labels=None), dict(label_mode=None)):
+    batch = next(iter(ours(clean_folder, image_size=8, verbose=False, **kwargs)))
+    assert isinstance(batch, tf.Tensor) and batch.shape[1:] == (8, 8, 3)
+
+
+def test_explicit_labels_follow_the_sorted_files(clean_folder):
+  labels = list(range(12))
+  ds = ours(clean_folder, labels=labels, label_mode="int", shuffle=False, image_size=8,
+            verbose=False)
+  assert ds.class_names == [str(i) for i in labels]
+  assert collect(ds)[1].tolist() == labels
+
+
+def test_unbatched_when_batch_size_is_none(clean_folder):
+  image, label = next(iter(ours(clean_folder, batch_size=None, image_size=8, verbose=False)))
+  assert image.shape == (8, 8, 3) and label.shape == ()
+
+
+def test_same_seed_same_order(clean_folder):
+  def order():
+    ds = ours(clean_folder, seed=11, image_size=8, verbose=False)
+    return collect(ds)[0].sum(axis=(1, 2, 3)).tolist()
+
+  assert order() == order()
+
+
+# Bad files --------------------------------------------------------------------------------
+
+
+def test_keras_crashes_on_bad_files(bad_folder):
+  with pytest.raises(tf.errors.InvalidArgumentError):
+    collect(theirs(bad_folder, image_size=8, verbose=False))
+
+
+def test_bad_files_are_skipped_and_reported(bad_folder, clean_folder, capsys):
+  ds = ours(bad_folder, image_size=8, seed=0)
+  expected = sorted(os.path.join(bad_folder, *name.split("/")) for name in BAD_FILES)
+  assert sorted(ds.skipped_files) == expected
+  assert set(ds.skip_reasons) == set(expected)
+  assert ds.skip_reasons[os.path.join(bad_folder, "Cat", "empty.jpg")] == "empty file"
+  assert ds.skip_reasons[os.path.join(bad_folder, "Dog", "cut_off.jpg")].startswith("cut off")
+  assert "Skipped 3 of 15 files" in capsys.readouterr().out
+  images, _ = collect(ds)
+  assert len(images) == len(ds.file_paths) == 12
+  assert not set(ds.file_paths) & set(expected)
+
+
+def test_labels_stay_with_their_files_when_bad_files_are_skipped(bad_folder):
+  kwargs = dict(labels=list(range(15)), shuffle=False, image_size=8, verbose=False)
+  ds = ours(bad_folder, **kwargs)
+  every_file = sorted(theirs(bad_folder, **kwargs).file_paths)
+  assert collect(ds)[1].tolist() == [every_file.index(p) for p in ds.file_paths]
+
+
+def test_foreign_formats_are_read_not_skipped(tmp_path):
+  root = str(tmp_path)
+  write_image_folder(root, per_class=2)
+  picture = Image.fromarray(np.full((20, 20, 3), (200, 100, 50), np.uint8))
+  picture.save(os.path.join(root, "Cat", "gif.jpg"), "GIF")
+  picture.save(os.path.join(root, "Cat", "bmp.bmp"), "BMP")
+  picture.convert("CMYK").save(os.path.join(root, "Dog", "cmyk.jpg"), "JPEG")
+  picture.save(os.path.join(root, "Dog", "webp.jpg"), "WEBP")
+  for color_mode in ("grayscale", "rgb"):
+    ds = ours(root, color_mode=color_mode, image_size=8, verbose=False)
+    assert ds.skipped_files == []
+    assert len(collect(ds)[0]) == len(ds.file_paths) == 8
+
+
+@pytest.mark.skipif(importlib.util.find_spec("builders.fault_corpus") is None,
+                    reason="needs builders.fault_corpus")
+@pytest.mark.parametrize("color_mode", ["grayscale", "rgb"])
+def test_every_file_that_passes_the_checks_decodes(tmp_path_factory, color_mode):
+  from builders import fault_corpus
+
+  root = str(tmp_path_factory.mktemp("faults") / "corpus")
+  faults = fault_corpus.write_fault_corpus(root, good_per_class=2, copies=1)
+  ds = ours(root, color_mode=color_mode, image_size=16, verbose=False, seed=0)
+  # No silent drop: every listed file is delivered.
+  assert len(collect(ds)[0]) == len(ds.file_paths)
+  skipped = {os.path.relpath(p, root) for p in ds.skipped_files}
+  must_skip = {f.path for f in faults
+               if f.kind in ("zero_byte", "truncated_25", "truncated_50", "truncated_90",
+                             "random_bytes", "html_as_jpg", "bomb_header", "lossless_jpeg",
+                             "symlink_loop")}
+  assert skipped == must_skip
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("builders.folder_builder") is None,
+                    reason="needs builders.folder_builder")
+def test_cache_dir_converts_once_and_streams_the_shards(bad_folder, tmp_path):
+  cache = str(tmp_path / "cache")
+  kwargs = dict(color_mode="grayscale", image_size=8, seed=2, validation_split=0.25,
+                subset="both", verbose=False, cache_dir=cache)
+  train, val = ours(bad_folder, **kwargs)
+  expected_bad = sorted(os.path.join(bad_folder, *name.split("/")) for name in BAD_FILES)
+  assert train.skipped_files == val.skipped_files == expected_bad
+  assert train.class_names == list(CLASS_NAMES)
+  images, labels = collect(train)
+  assert images.shape == (9, 8, 8, 1) and images.dtype == np.float32 and images.max() > 1
+  assert len(collect(val)[0]) == 3
+  assert sorted(train.file_paths + val.file_paths) == sorted(
+      set(theirs(bad_folder, verbose=False, shuffle=False).file_paths) - set(expected_bad))
+  built = os.listdir(os.path.join(cache, "image_folder"))
+  again = ours(bad_folder, **kwargs)[0]
+  assert os.listdir(os.path.join(cache, "image_folder")) == built
+  assert len(collect(again)[0]) == 9
+
+
+def test_cache_dir_refuses_what_the_cache_cannot_hold(clean_folder, tmp_path):
+  with pytest.raises(ValueError, match="crop_to_aspect_ratio=True"):
+    ours(clean_folder, crop_to_aspect_ratio=True, cache_dir=str(tmp_path), verbose=False)
+  with pytest.raises(ValueError, match="rgba"):
+    ours(clean_folder, color_mode="rgba", cache_dir=str(tmp_path), verbose=False)
+
+
+def test_check_files_reads_headers_only(bad_folder):
+  paths = [os.path.join(bad_folder, "Cat", name) for name in sorted(os.listdir(
+      os.path.join(bad_folder, "Cat")))]
+  headers, reasons = folder_loader.check_files(paths, 3)
+  assert set(reasons) == {os.path.join(bad_folder, "Cat", "empty.jpg"),
+                          os.path.join(bad_folder, "Cat", "text.jpg")}
+  assert len(headers) == 6 and {h.format for h in headers.values()} == {"jpeg", "png"}
+
+
+def test_same_shuffled_order_as_keras_for_the_same_seed(clean_folder):
+  kwargs = dict(image_size=(30, 26), color_mode="grayscale", seed=5, batch_size=4, verbose=False)
+  mine_images, mine_labels = collect(ours(clean_folder, **kwargs))
+  keras_images, keras_labels = collect(theirs(clean_folder, **kwargs))
+  np.testing.assert_array_equal(mine_images, keras_images)
+  np.testing.assert_array_equal(mine_labels, keras_labels)
