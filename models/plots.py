@@ -1,0 +1,101 @@
+"""The pictures a training run leaves behind: learning curves, sample predictions and
+the confusion matrix.
+
+Figures are drawn with matplotlib's object API on the Agg canvas, so nothing touches a
+display or pyplot's global state.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+_RIGHT = "tab:green"
+_WRONG = "tab:red"
+
+
+def _figure(width: float, height: float) -> Figure:
+  figure = Figure(figsize=(width, height), layout="constrained")
+  FigureCanvasAgg(figure)
+  return figure
+
+
+def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, num_classes: int) -> np.ndarray:
+  """counts[true, predicted]."""
+  counts = np.zeros((num_classes, num_classes), dtype=np.int64)
+  np.add.at(counts, (np.asarray(labels, dtype=np.int64), np.asarray(predicted, dtype=np.int64)), 1)
+  return counts
+
+
+def curves(history: Sequence[dict], path: str) -> None:
+  """Loss and accuracy per epoch, training and (if any) validation."""
+  figure = _figure(10, 4)
+  epochs = [row["epoch"] for row in history]
+  for axes, metric in zip(figure.subplots(1, 2), ("loss", "accuracy")):
+    for key, label in ((metric, "train"), (f"val_{metric}", "validation")):
+      values = [row.get(key) for row in history]
+      if any(v is not None for v in values):
+        axes.plot(epochs, [np.nan if v is None else v for v in values], marker="o", label=label)
+    axes.set_xlabel("epoch")
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes.set_title(metric)
+    axes.grid(alpha=0.3)
+    axes.legend()
+  figure.savefig(path, dpi=100)
+
+
+def samples(
+    images: np.ndarray,
+    labels: np.ndarray,
+    predicted: np.ndarray,
+    confidence: np.ndarray,
+    class_names: Sequence[str],
+    path: str,
+    columns: int = 4,
+) -> None:
+  """A grid of images titled "predicted (p) / true", green when right and red when wrong."""
+  count = len(images)
+  rows = max(1, math.ceil(count / columns))
+  figure = _figure(2.5 * columns, 2.7 * rows)
+  grid = np.atleast_1d(figure.subplots(rows, columns, squeeze=False).ravel())
+  for index, axes in enumerate(grid):
+    axes.axis("off")
+    if index >= count:
+      continue
+    image = np.asarray(images[index])
+    if image.shape[-1] == 1:
+      axes.imshow(image[..., 0], cmap="gray", vmin=0, vmax=255)
+    else:
+      axes.imshow(np.clip(image, 0, 255).astype(np.uint8))
+    guess, truth = class_names[predicted[index]], class_names[labels[index]]
+    axes.set_title(
+        f"{guess} ({confidence[index]:.2f})\ntrue: {truth}",
+        color=_RIGHT if guess == truth else _WRONG,
+        fontsize=9,
+    )
+  figure.savefig(path, dpi=100)
+
+
+def confusion(counts: np.ndarray, class_names: Sequence[str], path: str, title: str = "") -> None:
+  """The confusion matrix as a heat map with the count in each cell."""
+  size = max(4.0, 0.6 * len(class_names) + 3)
+  figure = _figure(size, size)
+  axes = figure.subplots()
+  axes.imshow(counts, cmap="Blues")
+  ticks = range(len(class_names))
+  axes.set_xticks(ticks, class_names, rotation=45, ha="right")
+  axes.set_yticks(ticks, class_names)
+  axes.set_xlabel("predicted")
+  axes.set_ylabel("true")
+  if title:
+    axes.set_title(title)
+  threshold = counts.max() / 2 if counts.size else 0
+  for (row, column), value in np.ndenumerate(counts):
+    axes.text(column, row, str(value), ha="center", va="center",
+              color="white" if value > threshold else "black")
+  figure.savefig(path, dpi=100)

@@ -1,0 +1,397 @@
+"""scripts/train.py end to end on tiny shards, folders and the reduced demo; bad input is a
+one-line error; an interrupted run resumes to the same weights."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from click.testing import CliRunner
+from PIL import Image
+
+from pipeline import schema
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPT = os.path.join(ROOT, "scripts", "train.py")
+CLASSES = ("cat", "dog")
+OUTPUT_FILES = ("model.keras", "classes.json", "metrics.json", "curves.png", "samples.png",
+                "confusion.png")
+
+
+def _load_train():
+  # scripts/ is not a package: load the command from its file.
+  spec = importlib.util.spec_from_file_location("train_script", SCRIPT)
+  module = importlib.util.module_from_spec(spec)
+  sys.modules[spec.name] = module  # dataclasses look their module up by name
+  spec.loader.exec_module(module)
+  return module
+
+
+train = _load_train()
+
+
+def _picture(label: int, rng: np.random.Generator, size: int, channels: int = 1) -> np.ndarray:
+  """Learnable: cats are bright with a dark square, dogs dark with a bright one."""
+  image = rng.integers(150, 230, size=(size, size, channels)) if label == 0 else \
+      rng.integers(20, 100, size=(size, size, channels))
+  corner = rng.integers(0, size // 2)
+  image[corner:corner + size // 3, corner:corner + size // 3] = 40 if label == 0 else 210
+  return image.astype(np.uint8)
+
+
+def write_shards(dataset_dir: str, counts=None, size: int = 16, num_shards: int = 2,
+                 name: str = "tiny", seed: int = 0) -> str:
+  """Writes TFDS-named raw shards and features.json; returns the training-shard glob."""
+  counts = counts or {"train": 16, "validation": 6, "test": 6}
+  os.makedirs(dataset_dir, exist_ok=True)
+  feats = schema.features(schema.ImageStorage("raw", 1, (size, size)), CLASSES)
+  feats.save_config(dataset_dir)
+  rng = np.random.default_rng(seed)
+  for split, count in counts.items():
+    paths = [os.path.join(dataset_dir, f"{name}-{split}.tfrecord-{i:05d}-of-{num_shards:05d}")
+             for i in range(num_shards)]
+    writers = [tf.io.TFRecordWriter(p) for p in paths]
+    for i in range(count):
+      label = i % len(CLASSES)
+      example = {schema.IMAGE: _picture(label, rng, size), schema.LABEL: label,
+                 schema.FILENAME: f"{CLASSES[label]}/{split}-{i}.png"}
+      writers[i % num_shards].write(feats.serialize_example(example))
+    for writer in writers:
+      writer.close()
+  return os.path.join(dataset_dir, f"{name}-train.tfrecord*")
+
+
+def write_folder(root: str, per_class: int = 6, size: int = 20) -> str:
+  rng = np.random.default_rng(1)
+  for label, name in enumerate(CLASSES):
+    os.makedirs(os.path.join(root, name))
+    for i in range(per_class):
+      Image.fromarray(_picture(label, rng, size, 3)).save(os.path.join(root, name, f"{i}.png"))
+  return root
+
+
+def invoke(args, **kwargs):
+  return CliRunner().invoke(train.main, [str(a) for a in args], **kwargs)
+
+
+def _assert_ok(result):
+  assert result.exit_code == 0, result.output + repr(result.exception)
+
+
+def _assert_one_line_error(result, fragment: str):
+  assert result.exit_code != 0
+  assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit)
+  assert "Traceback" not in result.output
+  errors = [line for line in result.output.splitlines() if line.startswith("Error")]
+  assert len(errors) == 1, result.output
+  assert fragment in errors[0], errors[0]
+
+
+def _metrics(out) -> dict:
+  with open(os.path.join(out, "metrics.json")) as f:
+    return json.load(f)
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory) -> str:
+  return write_shards(str(tmp_path_factory.mktemp("data") / "tiny" / "1.0.0"))
+
+
+@pytest.fixture(scope="module")
+def finished_run(shards, tmp_path_factory):
+  """A finished two-epoch run on the tiny shards: (result, out)."""
+  out = str(tmp_path_factory.mktemp("run") / "out")
+  result = invoke(["--shards", shards, "--model", "mlp", "--epochs", 2, "--batch-size", 8,
+                   "--seed", 1, "--out", out])
+  return result, out
+
+
+# ------------------------------------------------------------------------- outputs
+
+
+@pytest.mark.slow
+def test_shards_run_writes_every_output(finished_run):
+  result, out = finished_run
+  _assert_ok(result)
+  for name in OUTPUT_FILES:
+    assert os.path.getsize(os.path.join(out, name)) > 0, name
+  for picture in ("curves.png", "samples.png", "confusion.png"):
+    with Image.open(os.path.join(out, picture)) as image:
+      assert image.format == "PNG" and min(image.size) > 100
+  assert any(files for _, _, files in os.walk(os.path.join(out, "tensorboard")))
+  assert "Test accuracy:" in result.output and out in result.output
+
+
+@pytest.mark.slow
+def test_metrics_json_has_the_documented_keys(finished_run):
+  _, out = finished_run
+  metrics = _metrics(out)
+  assert set(metrics) == {"config", "class_names", "counts", "epochs", "final",
+                          "images_per_second", "outputs"}
+  assert metrics["class_names"] == list(CLASSES)
+  assert [row["epoch"] for row in metrics["epochs"]] == [1, 2]
+  for row in metrics["epochs"]:
+    assert set(row) == {"epoch", "loss", "accuracy", "val_loss", "val_accuracy", "examples",
+                        "seconds", "images_per_second"}
+    assert row["examples"] == 16  # counted by the model, not taken from the labels
+    assert row["images_per_second"] > 0
+  for split, examples in (("train", 16), ("validation", 6), ("test", 6)):
+    final = metrics["final"][split]
+    assert set(final) == {"loss", "accuracy", "examples", "images_per_second"}
+    assert final["examples"] == examples and 0 <= final["accuracy"] <= 1
+  assert metrics["counts"] == {"train": {"cat": 8, "dog": 8}, "validation": {"cat": 3, "dog": 3},
+                               "test": {"cat": 3, "dog": 3}}
+  assert metrics["images_per_second"]["train"] > 0 and metrics["images_per_second"]["test"] > 0
+  config = metrics["config"]
+  for option in ("shards", "val_shards", "test_shards", "dataset", "data_dir", "folder",
+                 "data_service", "model", "epochs", "batch_size", "image_size", "channels",
+                 "learning_rate", "seed", "deterministic", "class_weights", "mixed_precision",
+                 "jit_compile", "steps_per_execution", "augment", "out", "accelerator",
+                 "strategy"):
+    assert option in config, option
+  assert config["data_service"] is None
+  assert config["strategy"] == {"name": "default", "workers": 1, "replicas": 1,
+                                "global_batch_size": 8, "train_shard_policy": None}
+  assert (config["model"], config["seed"], config["image_size"], config["channels"]) == \
+      ("mlp", 1, [16, 16], 1)
+  assert config["accelerator"]["mixed_precision"] is False  # CPU only, auto
+  assert config["class_weights"] == "auto"
+  assert config["class_weight_values"] == {"0": 1.0, "1": 1.0}
+  assert config["augment"] is False  # the mlp's default
+
+
+@pytest.mark.slow
+def test_saved_model_and_classes_json_describe_the_data(finished_run):
+  _, out = finished_run
+  model = keras.models.load_model(os.path.join(out, "model.keras"), safe_mode=True)
+  assert model.input_shape == (None, 16, 16, 1) and model.output_shape == (None, 1)
+  with open(os.path.join(out, "classes.json")) as f:
+    assert json.load(f) == {"class_names": ["cat", "dog"], "image_size": [16, 16],
+                            "channels": 1, "model": "mlp"}
+
+
+@pytest.mark.slow
+def test_explicit_splits_image_size_and_channels(tmp_path):
+  train_glob = write_shards(str(tmp_path / "a"), {"train": 8}, name="a")
+  other = write_shards(str(tmp_path / "b"), {"validation": 4, "test": 2}, name="b", seed=1)
+  out = tmp_path / "out"
+  result = invoke(["--shards", train_glob, "--val-shards", other.replace("train", "validation"),
+                   "--test-shards", other.replace("train", "test"), "--model", "cnn",
+                   "--epochs", 1, "--image-size", "24,20", "--channels", 3, "--out", out])
+  _assert_ok(result)
+  metrics = _metrics(out)
+  assert {s: f and f["examples"] for s, f in metrics["final"].items()} == \
+      {"train": 8, "validation": 4, "test": 2}
+  model = keras.models.load_model(os.path.join(out, "model.keras"))
+  assert model.input_shape == (None, 24, 20, 3)
+
+
+@pytest.mark.slow
+def test_folder_source_trains_with_a_validation_split_and_no_test(tmp_path):
+  folder = write_folder(str(tmp_path / "pets"))
+  out = tmp_path / "out"
+  result = invoke(["--folder", folder, "--model", "mlp", "--epochs", 1, "--image-size", 16,
+                   "--seed", 2, "--out", out])
+  _assert_ok(result)
+  metrics = _metrics(out)
+  assert metrics["class_names"] == list(CLASSES)
+  assert metrics["final"]["test"] is None and metrics["final"]["validation"] is not None
+  assert sum(metrics["counts"]["train"].values()) + \
+      sum(metrics["counts"]["validation"].values()) == 12
+  assert "Validation accuracy:" in result.output
+  assert os.path.exists(os.path.join(out, "confusion.png"))
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+  """The no-argument demo, reduced: (result, working folder, cache folder)."""
+  cwd, cache = tmp_path_factory.mktemp("demo"), tmp_path_factory.mktemp("cache")
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setenv(train.CACHE_ENV, str(cache))
+    patch.setattr(train, "DEMO", train.DemoSettings(per_class=30, min_size=40, max_size=60,
+                                                    epochs=1))
+    patch.chdir(cwd)
+    return invoke([]), cwd, cache
+
+
+@pytest.mark.slow
+def test_no_arguments_runs_the_demo(demo):
+  result, cwd, cache = demo
+  _assert_ok(result)
+  out = cwd / "outputs" / "demo"
+  for name in OUTPUT_FILES:
+    assert os.path.exists(out / name), name
+  metrics = _metrics(out)
+  assert metrics["config"]["demo"] is True and metrics["config"]["model"] == "cnn"
+  assert metrics["config"]["image_size"] == [100, 100]  # pet_images/gray100
+  assert metrics["class_names"] == ["cat", "dog"]
+  assert metrics["final"]["test"]["examples"] > 0
+  assert "Test accuracy:" in result.output and os.path.join("outputs", "demo") in result.output
+  assert os.path.isdir(cache / "demo" / "sample-30-40-60" / "PetImages" / "Cat")
+
+
+@pytest.mark.slow
+def test_tfds_dataset_source_reads_a_built_dataset(demo, tmp_path):
+  _, cwd, cache = demo
+  data_dir = cache / "demo" / "data-sample-30-40-60"
+  out = tmp_path / "out"
+  result = invoke(["--dataset", "pet_images/gray100", "--data-dir", data_dir, "--model", "mlp",
+                   "--epochs", 1, "--image-size", 32, "--out", out])
+  _assert_ok(result)
+  metrics = _metrics(out)
+  built = _metrics(cwd / "outputs" / "demo")["counts"]
+  assert metrics["counts"] == built  # the same dataset as the demo's shards
+  assert metrics["config"]["image_size"] == [32, 32]
+
+
+# ------------------------------------------------------------------------- resuming
+
+
+@pytest.mark.slow
+def test_a_finished_run_continues_to_more_epochs(shards, tmp_path):
+  out = tmp_path / "out"
+  args = ["--shards", shards, "--model", "mlp", "--batch-size", 8, "--seed", 4, "--out", out]
+  _assert_ok(invoke(args + ["--epochs", 1]))
+  result = invoke(args + ["--epochs", 2])
+  _assert_ok(result)
+  assert "Continuing from epoch 1 of 2" in result.output
+  assert [row["epoch"] for row in _metrics(out)["epochs"]] == [1, 2]
+
+
+@pytest.mark.slow
+def test_resuming_with_other_settings_is_refused(shards, tmp_path):
+  out = tmp_path / "out"
+  args = ["--shards", shards, "--epochs", 1, "--batch-size", 8, "--seed", 4, "--out", out]
+  _assert_ok(invoke(args + ["--model", "mlp"]))
+  _assert_one_line_error(invoke(args + ["--model", "cnn"]), "holds a run with other settings")
+
+
+def _state_epoch(out) -> int:
+  try:
+    with open(os.path.join(out, "backup", "state.json")) as f:
+      return json.load(f)["epoch"]
+  except (OSError, ValueError):
+    return 0
+
+
+def _interrupt(command, out, after_epoch: int, sig: int) -> subprocess.CompletedProcess:
+  """Starts `command`, sends `sig` once `after_epoch` epochs are saved, waits for it."""
+  process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             cwd=ROOT)
+  while process.poll() is None and _state_epoch(out) < after_epoch:
+    time.sleep(0.01)
+  process.send_signal(sig)
+  stdout, stderr = process.communicate(timeout=120)
+  return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+
+
+@pytest.mark.slow
+def test_interrupted_runs_resume_to_the_same_weights(tmp_path):
+  shards = write_shards(str(tmp_path / "data"), {"train": 48, "validation": 8, "test": 8})
+  epochs = 8
+  whole, resumed = str(tmp_path / "whole"), str(tmp_path / "resumed")
+  # The cnn with augmentation: weights, optimizer state, random layers and input order.
+  args = ["--shards", shards, "--model", "cnn", "--augment", "--epochs", epochs,
+          "--batch-size", 8, "--seed", 5, "--deterministic"]
+  command = [sys.executable, SCRIPT, *map(str, args), "--out", resumed]
+  # In its own process: --deterministic switches op determinism on for the whole process.
+  subprocess.run(command[:-1] + [whole], check=True, cwd=ROOT, capture_output=True)
+
+  ctrl_c = _interrupt(command, resumed, 1, signal.SIGINT)
+  assert ctrl_c.returncode == 130, ctrl_c.stderr
+  assert "Run the same command to continue" in ctrl_c.stderr
+  assert "Traceback" not in ctrl_c.stderr
+  first_stop = _state_epoch(resumed)
+  killed = _interrupt(command, resumed, first_stop + 1, signal.SIGKILL)
+  assert killed.returncode == -signal.SIGKILL
+  second_stop = _state_epoch(resumed)
+  assert 1 <= first_stop < second_stop < epochs  # both runs really were cut short
+  finished = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+  assert finished.returncode == 0, finished.stderr
+  assert f"Continuing from epoch {second_stop} of {epochs}" in finished.stdout
+
+  a = keras.models.load_model(os.path.join(whole, "model.keras"))
+  b = keras.models.load_model(os.path.join(resumed, "model.keras"))
+  for left, right in zip(a.weights, b.weights):
+    np.testing.assert_array_equal(np.asarray(left), np.asarray(right), err_msg=left.path)
+  for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+    assert [row[key] for row in _metrics(whole)["epochs"]] == \
+        [row[key] for row in _metrics(resumed)["epochs"]], key
+
+
+# ------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--shards", "/nonexistent/x-train.tfrecord*"], "matches no files"),
+    (["--folder", "/nonexistent/pets"], "is not a folder"),
+    (["--folder", ".", "--model", "resnet"], "Unknown model 'resnet'"),
+    (["--folder", ".", "--batch-size", 0], "--batch-size"),
+    (["--folder", ".", "--epochs", -1], "--epochs"),
+    (["--folder", ".", "--image-size", 0], "expected positive N or H,W"),
+    (["--folder", ".", "--image-size", "32,0"], "expected positive N or H,W"),
+    (["--folder", ".", "--learning-rate", 0], "--learning-rate"),
+    (["--folder", ".", "--channels", 2], "--channels"),
+    (["--folder", ".", "--dataset", "pet_images"], "one data source"),
+    (["--val-shards", "x*"], "go with --shards"),
+    (["--folder", ".", "--data-service", "127.0.0.1:5050"], "not --folder"),
+    (["--data-service", "http://127.0.0.1:5050"], "grpc://"),
+    (["--data-service", "127.0.0.1"], "HOST:PORT"),
+    (["--shards", "x-train.tfrecord*", "--data-service", "grpc://127.0.0.1:1"],
+     "no tf.data service dispatcher answers at grpc://127.0.0.1:1"),
+])
+def test_bad_input_is_a_one_line_error(args, fragment, tmp_path):
+  _assert_one_line_error(invoke(args + ["--out", tmp_path / "out"]), fragment)
+
+
+def test_shards_of_several_splits_are_refused(shards, tmp_path):
+  everything = os.path.join(os.path.dirname(shards), "tiny-*.tfrecord*")
+  _assert_one_line_error(invoke(["--shards", everything, "--out", tmp_path / "out"]),
+                         "several splits (test, train, validation)")
+
+
+def test_unwritable_out_is_a_one_line_error(tmp_path):
+  blocker = tmp_path / "file"
+  blocker.write_text("not a folder")
+  _assert_one_line_error(invoke(["--folder", tmp_path, "--out", blocker / "out"]),
+                         "cannot write to")
+
+
+_TWO_WORKERS = json.dumps({"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]},
+                           "task": {"type": "worker", "index": 0}})
+
+
+@pytest.mark.parametrize("tf_config, args, fragment", [
+    ("{not json", ["--folder", "."], "TF_CONFIG is not valid JSON"),
+    (json.dumps({"cluster": {"worker": ["a:1", "b:2"], "ps": ["c:3"]}}), ["--folder", "."],
+     "only chief and worker tasks"),
+    (_TWO_WORKERS, ["--shards", "x*", "--data-service", "127.0.0.1:5050"],
+     "for a single training process"),
+    (_TWO_WORKERS, [], "the demo builds its data on one machine"),
+])
+def test_bad_tf_config_combinations_are_one_line_errors(tf_config, args, fragment, tmp_path,
+                                                       monkeypatch):
+  # Refused before any strategy is created, so nothing tries to reach the cluster.
+  monkeypatch.setenv("TF_CONFIG", tf_config)
+  _assert_one_line_error(invoke(args + ["--out", tmp_path / "out"]), fragment)
+
+
+def test_unknown_tfds_dataset_is_a_one_line_error(tmp_path):
+  result = invoke(["--dataset", "no_such_dataset_xyz", "--data-dir", tmp_path,
+                   "--out", tmp_path / "out"])
+  _assert_one_line_error(result, "--dataset")
+
+
+def test_class_weights_are_inverse_frequency():
+  assert train.class_weights([10, 10]) == {0: 1.0, 1: 1.0}
+  assert train.class_weights([30, 10]) == pytest.approx({0: 40 / 60, 1: 40 / 20})
+  assert train.class_weights([5, 0, 5]) == {0: 1.0, 1: 1.0, 2: 1.0}
