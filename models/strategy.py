@@ -4,7 +4,8 @@
 `MultiWorkerMirroredStrategy`; otherwise several visible GPUs give `MirroredStrategy`;
 otherwise the default strategy. The choice (`Placement`) is a pure function of TF_CONFIG and
 the device query, so it can be tested by mocking `os.environ` and
-`tf.config.list_physical_devices` alone; `create` then makes the strategy.
+`tf.config.list_physical_devices` alone; `create` then makes the strategy (for several
+workers it also adapts Keras 3's trainer, which fails under that strategy as released).
 """
 
 from __future__ import annotations

@@ -35,16 +35,16 @@ each training example is seen exactly once per epoch, in an order the workers de
 their fixed order. It takes record shards (--shards, --dataset, the demo), not --folder.
 
 Distribution (`models/strategy.py`): with TF_CONFIG naming two or more chief/worker tasks,
-every worker runs this same command under MultiWorkerMirroredStrategy; otherwise several
-visible GPUs train under MirroredStrategy. --batch-size is per replica: a step takes
---batch-size x replicas images. The training shards are split among workers by file when
-there are at least as many files as workers (FILE), else every worker reads all and keeps
-its share of the batches (DATA, with a fixed input order); evaluation splits always by
-DATA. Only the chief (the "chief" task, else worker 0) writes --out; the other workers
-write their copy to a temporary folder removed at the end ($PETPIPE_WORKER_DIR instead
-keeps it, for tests and debugging). To resume, every worker must read the chief's --out
-(a shared folder); resuming with another number of replicas is refused. --data-service
-is for a single training process.
+every worker runs this same command (on data, not the demo) under
+MultiWorkerMirroredStrategy; otherwise several visible GPUs train under MirroredStrategy.
+--batch-size is per replica: a step takes --batch-size x replicas images. The training
+shards are split among workers by file when there are at least as many files as workers
+(FILE), else every worker reads all of them and keeps its share of the batches (DATA, in a
+fixed input order); evaluation splits always by DATA. Only the chief (the "chief" task,
+else worker 0) writes --out; the other workers write their copy to a temporary folder
+removed at the end ($PETPIPE_WORKER_DIR instead keeps it, for tests and debugging). To
+resume, every worker must read the chief's --out (a shared folder); resuming with another
+number of replicas is refused. --data-service is for a single training process.
 """
 
 from __future__ import annotations
@@ -288,7 +288,8 @@ def _pipeline_config(config: RunConfig, size, channels, num_classes: int, seed: 
       label_mode="int", num_classes=num_classes)
 
 
-def _shard_policy(split: str, files: Sequence[str], where: strategy.Placement):
+def _shard_policy(split: str, files: Sequence[str],
+                  where: strategy.Placement) -> strategy.AutoShardPolicy:
   """How `split` is divided among the workers: the training split by file when there are
   enough files (see `strategy.shard_policy`); evaluation splits always by DATA, so every
   worker also holds each split whole, for the predictions behind the pictures."""

@@ -1,9 +1,6 @@
 """tf.data service: a dispatcher and two workers on 127.0.0.1, started by the project's command."""
 
 import collections
-import os
-import subprocess
-import sys
 
 import pytest
 import tensorflow_datasets as tfds
@@ -12,37 +9,13 @@ import pipeline
 from builders import sample_data
 from builders.pet_images import pet_images_dataset_builder as pet_images
 from pipeline import service
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCRIPT = os.path.join(REPO, "scripts", "data_service.py")
-
-
-def _start(*args):
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-  return subprocess.Popen([sys.executable, SCRIPT, *args], stderr=subprocess.PIPE, text=True, env=env)
-
-
-def _line_with(proc, text):
-  for line in proc.stderr:
-    if text in line:
-      return line.strip()
-  raise RuntimeError(f"server exited ({proc.wait()}) before printing {text!r}")
+from tests import data_service_servers
 
 
 @pytest.fixture(scope="module")
 def servers():
-  dispatcher = _start("dispatcher", "--port", "0")
-  address = _line_with(dispatcher, "dispatcher listening on").rsplit(" ", 1)[1]
-  workers = [_start("worker", "--dispatcher", address) for _ in range(2)]
-  procs = [dispatcher, *workers]
-  try:
-    for w in workers:
-      _line_with(w, "worker registered")
+  with data_service_servers.running(workers=2) as address:
     yield address
-  finally:
-    for p in procs:
-      p.kill()
-      p.wait()
 
 
 @pytest.fixture(scope="module")
