@@ -11,7 +11,7 @@ import concurrent.futures
 import functools
 import json
 import os
-from typing import Iterable, Iterator, Sequence
+from typing import Sequence
 
 import tensorflow as tf
 import tensorflow_datasets as tfds
@@ -135,10 +135,22 @@ class FolderBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     )
 
   def _generate_examples(self, source, items: Sequence[tuple[validation.Verdict, int]]):
+    config = self.builder_config
     make = self._example_fn(source)
     workers = os.cpu_count() or 1
+    # TFDS orders records by key hash, so the order examples are yielded in is free:
+    # files stored as is go straight through, the rest are encoded in threads.
     with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-      yield from _bounded_map(pool, make, items, _WINDOW)
+      pending = collections.deque()
+      for item in items:
+        if storage_lib.stored_as_is(item[0], config.storage, config.max_side):
+          yield make(item)
+          continue
+        pending.append(pool.submit(make, item))
+        if len(pending) >= _WINDOW:  # bounds memory: encoded results waiting
+          yield pending.popleft().result()
+      while pending:
+        yield pending.popleft().result()
 
   def _download_and_prepare(self, dl_manager, download_config=None):
     self._on_beam = bool(download_config and (download_config.beam_runner or download_config.beam_options))
@@ -182,17 +194,6 @@ def _example(item, source, storage, max_side, jpeg_quality):
   data = source.read(verdict.path)
   image = storage_lib.encode(data, verdict, storage, max_side, jpeg_quality)
   return verdict.path, {schema.IMAGE: image, schema.LABEL: label, schema.FILENAME: verdict.path}
-
-
-def _bounded_map(pool, fn, items: Iterable, window: int) -> Iterator:
-  """`pool.map` in order, with at most `window` results in flight."""
-  pending = collections.deque()
-  for item in items:
-    pending.append(pool.submit(fn, item))
-    if len(pending) >= window:
-      yield pending.popleft().result()
-  while pending:
-    yield pending.popleft().result()
 
 
 def _counts(by_split, names) -> dict:

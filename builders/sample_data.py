@@ -59,12 +59,12 @@ ANOMALY_KINDS = {
 }
 
 BOMB_SIDE = 60000
-JPEG_QUALITY = 90
+JPEG_QUALITY = 85  # with the noise below, ~32 KB per 250-500 px image, like the real set (~31 KB)
 # Fixed member time, so the zip bytes depend only on the content.
 ZIP_DATE_TIME = (2017, 2, 7, 0, 0, 0)
 
 _OLE_SIGNATURE = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # Thumbs.db is an OLE compound file
-_NOISE_SHIFT = 3  # random bytes >> 3: noise spans 32 grey levels (-16..15)
+_NOISE_SHIFT = 4  # random bytes >> 4: noise spans 16 grey levels (-8..7)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -38,6 +38,12 @@ def decode(data: bytes, verdict: validation.Verdict, channels: int) -> tf.Tensor
   return tf.image.rgb_to_grayscale(tf.io.decode_image(data, channels=3, expand_animations=False))
 
 
+def stored_as_is(verdict: validation.Verdict, storage: schema.ImageStorage, max_side: int | None) -> bool:
+  """A clean JPEG that already fits is stored byte for byte (no decode)."""
+  fits = max_side is None or max(verdict.width, verdict.height) <= max_side
+  return storage.encoding == "jpeg" and verdict.status == validation.KEPT and fits
+
+
 def encode(
     data: bytes,
     verdict: validation.Verdict,
@@ -50,17 +56,12 @@ def encode(
   A clean JPEG whose stored form is "JPEG at its own size" is stored byte for
   byte; everything else is decoded once, resized if needed, and re-encoded.
   """
-  fits = max_side is None or max(verdict.width, verdict.height) <= max_side
-  if (
-      storage.encoding == "jpeg"
-      and verdict.status == validation.KEPT
-      and fits
-  ):
+  if stored_as_is(verdict, storage, max_side):
     return data
   image = decode(data, verdict, storage.channels)
   if storage.is_raw:
     return _resize(image, storage.size).numpy()
-  if not fits:
+  if max_side is not None and max(verdict.width, verdict.height) > max_side:
     image = _resize(image, _fit_within(verdict.height, verdict.width, max_side))
   return _encode(image, storage.encoding, jpeg_quality)
 

@@ -81,6 +81,10 @@ class Verdict:
     return self.status in USABLE
 
 
+def _sha256(data: bytes) -> str:
+  return hashlib.sha256(data).hexdigest()
+
+
 def _looks_like_text(data: bytes) -> bool:
   head = data[:512]
   return bool(head) and all(32 <= b < 127 or b in (9, 10, 13) for b in head)
@@ -123,14 +127,23 @@ def _decode_failure_reason(data: bytes, fmt: str, error: Exception) -> str:
   return f"undecodable: {message}"
 
 
+def decode_check(data: bytes, fmt: str) -> None:
+  """Decodes with TensorFlow; raises `tf.errors.OpError` if the data is bad.
+
+  A JPEG decodes at 1/8 scale: libjpeg still reads and Huffman-decodes every
+  byte of the scan data (so truncation, corrupt data and its warnings all
+  surface), and skips only the full-size inverse DCT — about twice as fast.
+  """
+  if fmt == "JPEG":
+    tf.io.decode_jpeg(data, channels=3, ratio=8)
+  else:
+    tf.io.decode_image(data, channels=3, expand_animations=False)
+
+
 def inspect(data: bytes, path: str, class_dir: str, limits: Limits) -> Verdict:
   """Decides the fate of one file from its bytes (no warning capture here)."""
-  base = dict(
-      path=path,
-      class_dir=class_dir,
-      size_bytes=len(data),
-      sha256=hashlib.sha256(data).hexdigest(),
-  )
+  # The manifest needs the hash of every file not stored as is; clean JPEGs skip it.
+  base = dict(path=path, class_dir=class_dir, size_bytes=len(data), sha256=_sha256(data))
   if not data:
     return Verdict(status=SKIPPED, reason="empty: zero bytes", **base)
   try:
@@ -155,14 +168,14 @@ def inspect(data: bytes, path: str, class_dir: str, limits: Limits) -> Verdict:
         **base,
     )
   try:
-    tf.io.decode_image(data, channels=3, expand_animations=False)
+    decode_check(data, fmt)
   except tf.errors.OpError as e:
     return Verdict(status=SKIPPED, reason=_decode_failure_reason(data, fmt, e), **base)
   if fmt != "JPEG":
     return Verdict(status=TRANSCODED, reason=f"format: {fmt}", **base)
   if mode not in ("L", "RGB"):
     return Verdict(status=TRANSCODED, reason=f"colour space: {mode}", **base)
-  return Verdict(status=KEPT, **base)
+  return Verdict(status=KEPT, **dict(base, sha256=""))
 
 
 class _CapturedStderr:
@@ -230,12 +243,12 @@ def _check(source, cand: sources_lib.Candidate, limits: Limits) -> Verdict:
   return inspect(data, cand.path, cand.class_dir, limits)
 
 
-def _mark_if_warned(v: Verdict, text: str) -> Verdict:
+def _mark_if_warned(v: Verdict, text: str, read: Callable[[], bytes]) -> Verdict:
   warn, other = _split_warnings(text)
   if other:
     print(other, file=sys.stderr)
   if warn and v.status == KEPT:
-    return dataclasses.replace(v, status=REPAIRED, reason=f"libjpeg warning: {warn[0]}")
+    return dataclasses.replace(v, status=REPAIRED, reason=f"libjpeg warning: {warn[0]}", sha256=_sha256(read()))
   return v
 
 
@@ -245,7 +258,7 @@ def check_alone(cand: sources_lib.Candidate, source, limits: Limits) -> Verdict:
     cap = _CapturedStderr()
     with cap.capture():
       v = _check(source, cand, limits)
-  return _mark_if_warned(v, cap.text)
+  return _mark_if_warned(v, cap.text, lambda: source.read(cand.path))
 
 
 def _recheck_for_warnings(source, verdicts: list[Verdict]) -> list[Verdict]:
@@ -253,10 +266,11 @@ def _recheck_for_warnings(source, verdicts: list[Verdict]) -> list[Verdict]:
   out = []
   for v in verdicts:
     if v.status == KEPT:
+      data = source.read(v.path)
       cap = _CapturedStderr()
       with cap.capture():
-        tf.io.decode_image(source.read(v.path), channels=3, expand_animations=False)
-      v = _mark_if_warned(v, cap.text)
+        decode_check(data, v.format)
+      v = _mark_if_warned(v, cap.text, lambda: data)
     out.append(v)
   return out
 

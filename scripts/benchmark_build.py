@@ -1,12 +1,12 @@
 """Build speed, side by side: this project's pet_images builder vs TFDS's cats_vs_dogs recipe.
 
-Both read the same generated `kagglecatsanddogs_5340.zip`-shaped archive and
-write TFRecords with TFDS in this process, one after the other:
+Both read the same generated PetImages folder and write TFRecords with TFDS in
+this process, one after the other:
 
 * the TFDS recipe (`tfds.image_classification.CatsVsDogs`): keep a file only if
   `JFIF` is in its first 10 bytes, then decode and re-encode every kept image in
-  one thread. It crashes on truncated JPEGs that carry a JFIF header, so its
-  archive leaves those out (it would otherwise not finish);
+  one thread. It crashes on truncated JPEGs that carry a JFIF header, so it is
+  not given those (it would otherwise not finish);
 * this project's builder, "original" config: fully decode every file in
   parallel threads, record skips, store clean JPEG bytes as they are.
 
@@ -20,7 +20,6 @@ import os
 import shutil
 import tempfile
 import time
-import zipfile
 
 import click
 import tensorflow_datasets as tfds
@@ -31,13 +30,24 @@ from builders.pet_images import pet_images_dataset_builder
 
 
 class _TfdsRecipe(cats_vs_dogs.CatsVsDogs, skip_registration=True):
-  """TFDS's cats_vs_dogs generation, reading a local zip instead of downloading."""
+  """TFDS's cats_vs_dogs generation, reading a local folder instead of the download."""
 
   name = "cats_vs_dogs_recipe"
-  ZIP_PATH = ""
+  FOLDER = ""
+  LEAVE_OUT: frozenset = frozenset()
 
   def _split_generators(self, dl_manager):
-    return {"train": self._generate_examples(dl_manager.iter_archive(self.ZIP_PATH))}
+    return {"train": self._generate_examples(self._archive())}
+
+  def _archive(self):
+    # What `dl_manager.iter_archive` yields: (member name, readable file object).
+    for class_dir in ("Cat", "Dog"):
+      folder = os.path.join(self.FOLDER, class_dir)
+      for name in sorted(os.listdir(folder)):
+        member = f"PetImages/{class_dir}/{name}"
+        if member not in self.LEAVE_OUT:
+          with open(os.path.join(folder, name), "rb") as f:
+            yield member, f
 
   def _generate_examples(self, archive):
     try:
@@ -45,13 +55,6 @@ class _TfdsRecipe(cats_vs_dogs.CatsVsDogs, skip_registration=True):
     except ValueError as e:  # it insists on exactly 1,738 corrupt files
       if "corrupt images" not in str(e):
         raise
-
-
-def _zip_without(src_zip: str, dst_zip: str, leave_out: set[str]) -> None:
-  with zipfile.ZipFile(src_zip) as src, zipfile.ZipFile(dst_zip, "w") as dst:
-    for info in src.infolist():
-      if info.filename not in leave_out:
-        dst.writestr(info, src.read(info))
 
 
 def _timed(fn) -> float:
@@ -72,18 +75,14 @@ def main(images: int, min_size: int, max_size: int, out: str, workdir: str | Non
   scratch = workdir or tempfile.mkdtemp(prefix="build_bench_")
   try:
     manual = os.path.join(scratch, "manual")
-    zip_path = os.path.join(manual, sample_data.ARCHIVE_NAME)
-    click.echo(f"Writing {images} sample images ({min_size}-{max_size} px) plus anomalies to {zip_path} ...")
-    report = sample_data.write_sample_zip(
-        zip_path, per_class=images // 2, min_size=min_size, max_size=max_size, seed=0
+    click.echo(f"Writing {images} sample images ({min_size}-{max_size} px) plus anomalies to {manual} ...")
+    report = sample_data.write_sample_folder(
+        manual, per_class=images // 2, min_size=min_size, max_size=max_size, seed=0
     )
     total_files = sum(report.counts.values()) + len(report.anomalies)
-    crashing = {f"PetImages/{a.path}" for a in report.anomalies if a.kind == "truncated"}
-    recipe_zip = os.path.join(scratch, "recipe", sample_data.ARCHIVE_NAME)
-    os.makedirs(os.path.dirname(recipe_zip))
-    _zip_without(zip_path, recipe_zip, crashing)
+    crashing = frozenset(f"PetImages/{a.path}" for a in report.anomalies if a.kind == "truncated")
 
-    _TfdsRecipe.ZIP_PATH = recipe_zip
+    _TfdsRecipe.FOLDER, _TfdsRecipe.LEAVE_OUT = report.root, crashing
     recipe = _TfdsRecipe(data_dir=os.path.join(scratch, "recipe_out"))
     recipe_s = _timed(recipe.download_and_prepare)
     ours = pet_images_dataset_builder.Builder(config="original", data_dir=os.path.join(scratch, "ours_out"))
