@@ -90,7 +90,7 @@ def main(images: int, min_size: int, max_size: int, out: str, workdir: str | Non
         download_config=tfds.download.DownloadConfig(manual_dir=manual)))
 
     results = {
-        "files_in_archive": total_files,
+        "files": total_files,
         "tfds_cats_vs_dogs_recipe": {
             "seconds": recipe_s,
             "files_per_s": (total_files - len(crashing)) / recipe_s,

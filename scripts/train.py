@@ -689,6 +689,9 @@ def _train(config: RunConfig, where: strategy.Placement,
   except (OSError, ValueError, tf.errors.OpError) as e:
     # Unreadable or inconsistent data: one line, no traceback.
     raise click.ClickException(_one_line(e)) from None
+  if len(data.class_names) < 2:
+    raise click.ClickException(
+        f"Training needs at least 2 classes; the data has {len(data.class_names)}: {data.class_names}.")
 
   accelerator.apply_policy(settings)
   determinism.seed_everything(seed, config.deterministic)

@@ -366,6 +366,15 @@ def test_unwritable_out_is_a_one_line_error(tmp_path):
                          "cannot write to")
 
 
+def test_folder_with_one_class_is_a_one_line_error(tmp_path):
+  only = tmp_path / "data" / "only"
+  only.mkdir(parents=True)
+  for i in range(10):
+    Image.fromarray(np.full((24, 24, 3), 20 * i, np.uint8)).save(only / f"{i}.jpg")
+  _assert_one_line_error(invoke(["--folder", tmp_path / "data", "--out", tmp_path / "out"]),
+                         "at least 2 classes")
+
+
 _TWO_WORKERS = json.dumps({"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]},
                            "task": {"type": "worker", "index": 0}})
 
