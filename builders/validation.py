@@ -27,6 +27,7 @@ from PIL import Image
 from tqdm import auto as tqdm
 
 from builders import sources as sources_lib
+from pipeline import image_headers
 
 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
 
@@ -90,24 +91,12 @@ def _looks_like_text(data: bytes) -> bool:
   return bool(head) and all(32 <= b < 127 or b in (9, 10, 13) for b in head)
 
 
-def _magic_format(data: bytes) -> str:
-  if data.startswith(b"\xff\xd8\xff"):
-    return "JPEG"
-  if data.startswith(b"\x89PNG\r\n\x1a\n"):
-    return "PNG"
-  if data[:6] in (b"GIF87a", b"GIF89a"):
-    return "GIF"
-  if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-    return "WEBP"
-  return ""
-
-
 def _header_failure_reason(data: bytes, error: Exception) -> str:
-  fmt = _magic_format(data)
-  if fmt == "JPEG" and not data.rstrip(b"\0").endswith(b"\xff\xd9"):
+  fmt = image_headers.sniff_format(data[:16])
+  if fmt == "jpeg" and not data.rstrip(b"\0").endswith(b"\xff\xd9"):
     return "truncated: JPEG header incomplete"
   if fmt:
-    return f"undecodable: {fmt} header unreadable ({type(error).__name__})"
+    return f"undecodable: {fmt.upper()} header unreadable ({type(error).__name__})"
   kind = "text or HTML, not an image" if _looks_like_text(data) else "unrecognised image data"
   return f"not_an_image: {kind} ({type(error).__name__})"
 

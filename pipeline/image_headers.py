@@ -52,6 +52,21 @@ class ImageHeader:
   complete: bool
 
 
+def sniff_format(head: bytes) -> Optional[str]:
+  """The format the first bytes announce ("jpeg", "png", "gif", "bmp", "webp"), or None."""
+  if head.startswith(b"\xff\xd8\xff"):
+    return "jpeg"
+  if head.startswith(_PNG_SIGNATURE):
+    return "png"
+  if head[:6] in (b"GIF87a", b"GIF89a"):
+    return "gif"
+  if head[:2] == b"BM":
+    return "bmp"
+  if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+    return "webp"
+  return None
+
+
 def read_header(path: Union[str, os.PathLike]) -> ImageHeader:
   """Reads the header of the image at `path`; raises `BadImageError` if it is not one."""
   with open(path, "rb") as f:
@@ -61,10 +76,11 @@ def read_header(path: Union[str, os.PathLike]) -> ImageHeader:
     size = f.seek(0, os.SEEK_END)
     f.seek(max(0, size - _TAIL_BYTES))
     tail = f.read()
-    if head.startswith(b"\xff\xd8\xff"):
+    fmt = sniff_format(head)
+    if fmt == "jpeg":
       height, width, components = _jpeg_frame(f)
       return ImageHeader("jpeg", height, width, components, b"\xff\xd9" in tail)
-  if head.startswith(_PNG_SIGNATURE):
+  if fmt == "png":
     if head[12:16] != b"IHDR" or len(head) < 26:
       raise BadImageError("PNG without an IHDR header")
     width, height = struct.unpack(">II", head[16:24])
@@ -72,12 +88,12 @@ def read_header(path: Union[str, os.PathLike]) -> ImageHeader:
     if components is None:
       raise BadImageError(f"PNG with unknown colour type {head[25]}")
     return _checked(ImageHeader("png", height, width, components, b"IEND" in tail))
-  if head[:6] in (b"GIF87a", b"GIF89a"):
+  if fmt == "gif":
     if len(head) < 10:
       raise BadImageError("GIF without a screen descriptor")
     width, height = struct.unpack("<HH", head[6:10])
     return _checked(ImageHeader("gif", height, width, 3, tail.rstrip(b"\x00").endswith(b";")))
-  if head[:2] == b"BM":
+  if fmt == "bmp":
     if len(head) < 30:
       raise BadImageError("BMP without an info header")
     declared, = struct.unpack("<I", head[2:6])
@@ -85,7 +101,7 @@ def read_header(path: Union[str, os.PathLike]) -> ImageHeader:
     bits, = struct.unpack("<H", head[28:30])
     return _checked(ImageHeader("bmp", abs(height), width, 4 if bits == 32 else 3,
                                 size >= declared))
-  if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+  if fmt == "webp":
     return _webp_header(path, head, size)
   raise BadImageError("not a JPEG, PNG, GIF, BMP or WebP image")
 
