@@ -17,8 +17,8 @@ from typing import Callable, Sequence
 import tensorflow as tf
 from tensorflow_datasets.core.utils.lazy_imports_utils import apache_beam as beam
 
-from builders import splits as splits_lib
-from builders import validation
+from petpipe.builders import splits as splits_lib
+from petpipe.builders import validation
 
 VERDICTS_DIR = "beam_verdicts"
 

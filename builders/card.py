@@ -10,7 +10,7 @@ import collections
 import statistics
 from typing import Sequence
 
-from builders import validation
+from petpipe.builders import validation
 
 
 def _reason_kind(reason: str) -> str:

@@ -16,15 +16,15 @@ from typing import Sequence
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from builders import beam_build
-from builders import card as card_lib
-from builders import sources as sources_lib
-from builders import splits as splits_lib
-from builders import stable_records  # noqa: F401  (sorted map entries in every record)
-from builders import storage as storage_lib
-from builders import validation
-from builders.folder_config import FolderConfig, storage_configs  # noqa: F401  (re-exported)
-from pipeline import schema
+from petpipe.builders import beam_build
+from petpipe.builders import card as card_lib
+from petpipe.builders import sources as sources_lib
+from petpipe.builders import splits as splits_lib
+from petpipe.builders import stable_records  # noqa: F401  (sorted map entries in every record)
+from petpipe.builders import storage as storage_lib
+from petpipe.builders import validation
+from petpipe.builders.folder_config import FolderConfig, storage_configs  # noqa: F401  (re-exported)
+from petpipe.pipeline import schema
 
 MANIFEST = "manifest.jsonl"
 _WINDOW = 64  # examples encoded ahead of the writer: bounds memory

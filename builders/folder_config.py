@@ -8,9 +8,9 @@ from typing import Optional, Sequence, Union
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from builders import splits as splits_lib
-from builders import validation
-from pipeline import schema
+from petpipe.builders import splits as splits_lib
+from petpipe.builders import validation
+from petpipe.pipeline import schema
 
 BALANCE_MODES = ("undersample", "none")
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from builders import validation
-from pipeline import schema
+from petpipe.builders import validation
+from petpipe.pipeline import schema
 
 
 def _fit_within(height: int, width: int, max_side: int) -> tuple[int, int]:

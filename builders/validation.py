@@ -26,8 +26,8 @@ import tensorflow as tf
 from PIL import Image
 from tqdm import auto as tqdm
 
-from builders import sources as sources_lib
-from pipeline import image_headers
+from petpipe.builders import sources as sources_lib
+from petpipe.pipeline import image_headers
 
 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
 

@@ -1,3 +1,3 @@
 """Keras model modules, found by name in one registry."""
 
-from models.registry import DEFAULT, build, get, names, register
+from petpipe.models.registry import DEFAULT, build, get, names, register

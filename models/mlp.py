@@ -10,8 +10,8 @@ from typing import Optional, Sequence, Tuple
 import keras
 from keras import layers
 
-from models import head
-from models import preprocessing
+from petpipe.models import head
+from petpipe.models import preprocessing
 
 
 def build(

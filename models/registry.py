@@ -12,9 +12,9 @@ from typing import Callable, Sequence
 
 import keras
 
-from models import cnn
-from models import mlp
-from models import xception
+from petpipe.models import cnn
+from petpipe.models import mlp
+from petpipe.models import xception
 
 BuildFn = Callable[..., keras.Model]
 

@@ -13,8 +13,8 @@ from typing import Optional, Sequence, Tuple
 import keras
 from keras import layers
 
-from models import head
-from models import preprocessing
+from petpipe.models import head
+from petpipe.models import preprocessing
 
 # Keras's default (0.99) needs hundreds of steps before the moving statistics used at
 # evaluation match the batches; 0.9 settles within an epoch of a small dataset.

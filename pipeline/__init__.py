@@ -5,15 +5,15 @@ name), all ending in `make_dataset`, configured by one `PipelineConfig`; `datase
 class names and counts; `image_dataset_from_directory` as a Keras drop-in for raw folders.
 """
 
-from pipeline.config import PipelineConfig
-from pipeline.folder_loader import image_dataset_from_directory
-from pipeline.input_pipeline import ShardSlice
-from pipeline.input_pipeline import make_dataset
-from pipeline.reading import DatasetInfo
-from pipeline.reading import dataset_info
-from pipeline.reading import from_dataset_dir
-from pipeline.reading import from_shards
-from pipeline.reading import from_tfds
+from petpipe.pipeline.config import PipelineConfig
+from petpipe.pipeline.folder_loader import image_dataset_from_directory
+from petpipe.pipeline.input_pipeline import ShardSlice
+from petpipe.pipeline.input_pipeline import make_dataset
+from petpipe.pipeline.reading import DatasetInfo
+from petpipe.pipeline.reading import dataset_info
+from petpipe.pipeline.reading import from_dataset_dir
+from petpipe.pipeline.reading import from_shards
+from petpipe.pipeline.reading import from_tfds
 
 __all__ = [
     "DatasetInfo",

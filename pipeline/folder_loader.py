@@ -29,12 +29,12 @@ import tensorflow as tf
 from keras.src.backend.config import standardize_data_format
 from keras.src.utils import dataset_utils
 
-from pipeline import image_headers
-from pipeline import input_pipeline
-from pipeline import ops
-from pipeline import reading
-from pipeline.config import PipelineConfig
-from pipeline.input_pipeline import plain
+from petpipe.pipeline import image_headers
+from petpipe.pipeline import input_pipeline
+from petpipe.pipeline import ops
+from petpipe.pipeline import reading
+from petpipe.pipeline.config import PipelineConfig
+from petpipe.pipeline.input_pipeline import plain
 
 ALLOWLIST_FORMATS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
 INTERPOLATIONS = (
@@ -250,9 +250,9 @@ def _from_cache(directory, cache_dir, image_paths, class_names, options, shuffle
                 validation_split, subsets, follow_links, verbose) -> list[tf.data.Dataset]:
   """Builds (once) raw shards of the folder with the image_folder builder and streams them."""
   # Imported here: only this path needs the builders.
-  from builders import folder_builder
-  from builders.folder_builder import FolderConfig
-  from builders.image_folder.image_folder_dataset_builder import Builder
+  from petpipe.builders import folder_builder
+  from petpipe.builders.folder_builder import FolderConfig
+  from petpipe.builders.image_folder.image_folder_dataset_builder import Builder
 
   height, width = options.image_size
   channels = options.num_channels

@@ -12,10 +12,10 @@ from typing import Callable, Optional, Sequence, Union
 
 import tensorflow as tf
 
-from pipeline import image_headers
-from pipeline import ops
-from pipeline import schema
-from pipeline.config import PipelineConfig
+from petpipe.pipeline import image_headers
+from petpipe.pipeline import ops
+from petpipe.pipeline import schema
+from petpipe.pipeline.config import PipelineConfig
 
 AUTOTUNE = tf.data.AUTOTUNE
 # Shards read at once: enough to mix classes that sit in different files and to hide

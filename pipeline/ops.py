@@ -14,7 +14,7 @@ from typing import Callable, Sequence
 
 import tensorflow as tf
 
-from pipeline import schema
+from petpipe.pipeline import schema
 
 # DCT-domain scales libjpeg can decode at; TensorFlow exposes them as `ratio`.
 JPEG_RATIOS = (1, 2, 4, 8)

@@ -16,10 +16,10 @@ from typing import Mapping, Optional, Sequence, Union
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from pipeline import schema
-from pipeline import verify
-from pipeline.config import PipelineConfig
-from pipeline.input_pipeline import make_dataset
+from petpipe.pipeline import schema
+from petpipe.pipeline import verify
+from petpipe.pipeline.config import PipelineConfig
+from petpipe.pipeline.input_pipeline import make_dataset
 
 Files = Union[str, os.PathLike, Sequence[Union[str, os.PathLike]]]
 

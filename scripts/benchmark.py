@@ -108,7 +108,7 @@ def keras_loader(paths: dict) -> object:
 
 
 def folder_loader(paths: dict) -> object:
-  import pipeline
+  from petpipe import pipeline
 
   return pipeline.image_dataset_from_directory(
       paths["folder"], color_mode="grayscale", image_size=(IMAGE_SIZE, IMAGE_SIZE),
@@ -116,7 +116,7 @@ def folder_loader(paths: dict) -> object:
 
 
 def _shards(dataset_dir: str) -> object:
-  import pipeline
+  from petpipe import pipeline
 
   config = pipeline.PipelineConfig(image_size=IMAGE_SIZE, channels=1, batch_size=BATCH_SIZE)
   return pipeline.from_dataset_dir(dataset_dir, "train", config)
@@ -192,7 +192,7 @@ IMPORTS = {"tutorial": ("numpy", "PIL.Image"), "keras": ("keras",)}
 
 def run_loader(name: str, paths: dict) -> dict:
   """Builds loader `name` and streams one epoch: images, seconds, images/s, peak RSS."""
-  for module in IMPORTS.get(name, ("tensorflow", "pipeline")):
+  for module in IMPORTS.get(name, ("tensorflow", "petpipe.pipeline")):
     importlib.import_module(module)
   start = time.perf_counter()
   batches = BUILDERS[name](paths)
@@ -211,7 +211,7 @@ def run_loader(name: str, paths: dict) -> dict:
 
 def run_stream(dataset_dir: str) -> dict:
   """Streams one epoch of raw shards as `shards_raw` does; for the memory proof."""
-  import pipeline  # noqa: F401  (imported before the baseline is read)
+  from petpipe import pipeline  # noqa: F401  (imported before the baseline is read)
 
   baseline = current_rss_mb()
   result = run_loader("shards_raw", {"raw_dir": dataset_dir})
@@ -235,9 +235,9 @@ def in_fresh_process(args: list[str]) -> dict:
 
 def prepare_data(work: str, images: int) -> dict:
   """The sample folder, its Keras-safe copy and the two shard configs (built once)."""
-  from builders import sample_data
-  from builders.folder_builder import FolderConfig
-  from builders.image_folder.image_folder_dataset_builder import Builder
+  from petpipe.builders import sample_data
+  from petpipe.builders.folder_builder import FolderConfig
+  from petpipe.builders.image_folder.image_folder_dataset_builder import Builder
 
   root = os.path.join(work, f"sample_{images}")
   folder = os.path.join(root, sample_data.ROOT_NAME)
@@ -286,7 +286,7 @@ def write_raw_shards(folder: str, count: int, seed: int = 0) -> str:
   import numpy as np
   import tensorflow as tf
 
-  from pipeline import schema
+  from petpipe.pipeline import schema
 
   if os.path.exists(os.path.join(folder, "features.json")):
     return folder

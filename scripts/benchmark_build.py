@@ -25,8 +25,8 @@ import click
 import tensorflow_datasets as tfds
 from tensorflow_datasets.image_classification import cats_vs_dogs
 
-from builders import sample_data
-from builders.pet_images import pet_images_dataset_builder
+from petpipe.builders import sample_data
+from petpipe.builders.pet_images import pet_images_dataset_builder
 
 
 class _TfdsRecipe(cats_vs_dogs.CatsVsDogs, skip_registration=True):

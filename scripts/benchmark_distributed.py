@@ -26,7 +26,7 @@ SCRIPTS = os.path.dirname(os.path.abspath(__file__))
 
 def _build(manual: str, data_dir: str, config: str, beam_options=None):
   import tensorflow_datasets as tfds
-  from builders.pet_images import pet_images_dataset_builder as pet_images
+  from petpipe.builders.pet_images import pet_images_dataset_builder as pet_images
 
   builder = pet_images.Builder(config=config, data_dir=data_dir)
   start = time.perf_counter()
@@ -79,9 +79,9 @@ class _Servers:
 def main(images: int, repeats: int, out: str) -> None:
   from apache_beam.options.pipeline_options import PipelineOptions
 
-  import pipeline
-  from builders import sample_data
-  from pipeline import service
+  from petpipe import pipeline
+  from petpipe.builders import sample_data
+  from petpipe.pipeline import service
 
   scratch = tempfile.mkdtemp(prefix="dist_bench_")
   try:

@@ -10,7 +10,7 @@ import os
 
 import click
 
-from builders import sample_data
+from petpipe.builders import sample_data
 
 
 @click.command()

@@ -32,8 +32,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from models import head  # noqa: E402
-from pipeline import ops  # noqa: E402
+from petpipe.models import head  # noqa: E402
+from petpipe.pipeline import ops  # noqa: E402
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp")
 # TensorFlow refuses to decode more than 2^29 bytes of pixels; check the header first so

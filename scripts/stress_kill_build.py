@@ -23,7 +23,7 @@ import click
 _BUILD = """
 import sys
 import tensorflow_datasets as tfds
-from builders.pet_images import pet_images_dataset_builder as p
+from petpipe.builders.pet_images import pet_images_dataset_builder as p
 builder = p.Builder(config="gray100", data_dir=sys.argv[2])
 print("BUILDING", flush=True)
 builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=sys.argv[1]))
@@ -113,7 +113,7 @@ def run(manual_dir: str, workdir: str, kills: int, seed: int = 0) -> dict:
 @click.option("--images", default=400, show_default=True, help="Sample images per class.")
 @click.option("--seed", default=0, show_default=True)
 def main(kills: int, images: int, seed: int) -> None:
-  from builders import sample_data
+  from petpipe.builders import sample_data
 
   with tempfile.TemporaryDirectory() as workdir:
     sample_data.write_sample_folder(os.path.join(workdir, "in"), per_class=images, min_size=64, max_size=160, seed=seed)

@@ -74,16 +74,16 @@ import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tensorflow_datasets as tfds  # noqa: E402
 
-import models  # noqa: E402
-import pipeline  # noqa: E402
-from models import accelerator  # noqa: E402
-from models import checkpoint  # noqa: E402
-from models import determinism  # noqa: E402
-from models import head  # noqa: E402
-from models import plots  # noqa: E402
-from models import strategy  # noqa: E402
-from pipeline import schema  # noqa: E402
-from pipeline import service  # noqa: E402
+from petpipe import models  # noqa: E402
+from petpipe import pipeline  # noqa: E402
+from petpipe.models import accelerator  # noqa: E402
+from petpipe.models import checkpoint  # noqa: E402
+from petpipe.models import determinism  # noqa: E402
+from petpipe.models import head  # noqa: E402
+from petpipe.models import plots  # noqa: E402
+from petpipe.models import strategy  # noqa: E402
+from petpipe.pipeline import schema  # noqa: E402
+from petpipe.pipeline import service  # noqa: E402
 
 SPLITS = ("train", "validation", "test")
 DEFAULT_IMAGE_SIZE = (100, 100)  # the tutorial's, when the data does not fix one
@@ -432,8 +432,8 @@ def cache_dir() -> str:
 def prepare_demo(settings: Optional[DemoSettings] = None) -> str:
   """Writes the sample PetImages and builds them with `pet_images` (each only once);
   returns the glob of the built training shards."""
-  from builders import sample_data
-  from builders.pet_images.pet_images_dataset_builder import Builder
+  from petpipe.builders import sample_data
+  from petpipe.builders.pet_images.pet_images_dataset_builder import Builder
 
   settings = settings or DEMO
   root = os.path.join(cache_dir(), "demo")

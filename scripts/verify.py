@@ -9,7 +9,7 @@ import os
 
 import click
 
-from pipeline import verify as verify_lib
+from petpipe.pipeline import verify as verify_lib
 
 
 @click.command()

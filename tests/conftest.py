@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from pipeline import schema
+from petpipe.pipeline import schema
 from tests.shards_fixture import (
     BAD_FILES, SIZE, TinyShards, jpeg_bytes, write_image_folder, write_shards,
 )

@@ -15,7 +15,7 @@ from PIL import Image
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from pipeline import schema
+from petpipe.pipeline import schema
 
 CLASS_NAMES = ("Cat", "Dog")
 NUM_EXAMPLES = 40

@@ -6,7 +6,7 @@ import keras
 import pytest
 import tensorflow as tf
 
-from models import accelerator
+from petpipe.models import accelerator
 
 FAKE_GPU = tf.config.PhysicalDevice(name="/physical_device:GPU:0", device_type="GPU")
 

@@ -3,9 +3,9 @@
 import pytest
 import tensorflow_datasets as tfds
 
-from builders import folder_builder
-from builders import sample_data
-from builders.pet_images import pet_images_dataset_builder as pet_images
+from petpipe.builders import folder_builder
+from petpipe.builders import sample_data
+from petpipe.builders.pet_images import pet_images_dataset_builder as pet_images
 
 beam = pytest.importorskip("apache_beam")
 

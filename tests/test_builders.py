@@ -12,14 +12,14 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from builders import folder_builder
-from builders import sample_data
-from builders import sources
-from builders import splits
-from builders.folder_config import FolderConfig
-from builders.image_folder import image_folder_dataset_builder as image_folder
-from builders.pet_images import pet_images_dataset_builder as pet_images
-from pipeline import schema
+from petpipe.builders import folder_builder
+from petpipe.builders import sample_data
+from petpipe.builders import sources
+from petpipe.builders import splits
+from petpipe.builders.folder_config import FolderConfig
+from petpipe.builders.image_folder import image_folder_dataset_builder as image_folder
+from petpipe.builders.pet_images import pet_images_dataset_builder as pet_images
+from petpipe.pipeline import schema
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -5,10 +5,10 @@ import collections
 import pytest
 import tensorflow_datasets as tfds
 
-import pipeline
-from builders import sample_data
-from builders.pet_images import pet_images_dataset_builder as pet_images
-from pipeline import service
+from petpipe import pipeline
+from petpipe.builders import sample_data
+from petpipe.builders.pet_images import pet_images_dataset_builder as pet_images
+from petpipe.pipeline import service
 from tests import data_service_servers
 
 

@@ -7,10 +7,10 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from builders import fault_corpus
-from builders import folder_builder
-from builders.folder_config import FolderConfig
-from builders.image_folder import image_folder_dataset_builder as image_folder
+from petpipe.builders import fault_corpus
+from petpipe.builders import folder_builder
+from petpipe.builders.folder_config import FolderConfig
+from petpipe.builders.image_folder import image_folder_dataset_builder as image_folder
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 
 import keras
@@ -11,8 +10,8 @@ from PIL import Image
 import pytest
 import tensorflow as tf
 
-import pipeline
-from pipeline import folder_loader
+from petpipe import pipeline
+from petpipe.pipeline import folder_loader
 from tests.shards_fixture import BAD_FILES, CLASS_NAMES, write_image_folder
 
 ours = pipeline.image_dataset_from_directory
@@ -201,11 +200,9 @@ def test_foreign_formats_are_read_not_skipped(tmp_path):
     assert len(collect(ds)[0]) == len(ds.file_paths) == 8
 
 
-@pytest.mark.skipif(importlib.util.find_spec("builders.fault_corpus") is None,
-                    reason="needs builders.fault_corpus")
 @pytest.mark.parametrize("color_mode", ["grayscale", "rgb"])
 def test_every_file_that_passes_the_checks_decodes(tmp_path_factory, color_mode):
-  from builders import fault_corpus
+  from petpipe.builders import fault_corpus
 
   root = str(tmp_path_factory.mktemp("faults") / "corpus")
   faults = fault_corpus.write_fault_corpus(root, good_per_class=2, copies=1)
@@ -221,8 +218,6 @@ def test_every_file_that_passes_the_checks_decodes(tmp_path_factory, color_mode)
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(importlib.util.find_spec("builders.folder_builder") is None,
-                    reason="needs builders.folder_builder")
 def test_cache_dir_converts_once_and_streams_the_shards(bad_folder, tmp_path):
   cache = str(tmp_path / "cache")
   kwargs = dict(color_mode="grayscale", image_size=8, seed=2, validation_split=0.25,

@@ -8,7 +8,7 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from pipeline import image_headers
+from petpipe.pipeline import image_headers
 
 
 def write(tmp_path, name: str, data: bytes) -> str:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pipeline import PipelineConfig, ShardSlice, make_dataset, schema
+from petpipe.pipeline import PipelineConfig, ShardSlice, make_dataset, schema
 from tests.shards_fixture import NUM_EXAMPLES, SIZE
 
 RAW_GRAY = schema.ImageStorage("raw", 1, (SIZE, SIZE))

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from builders import sample_data
+from petpipe.builders import sample_data
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -9,9 +9,9 @@ import keras
 import numpy as np
 import pytest
 
-import models
-from models import determinism
-from models import head
+from petpipe import models
+from petpipe.models import determinism
+from petpipe.models import head
 
 SHAPE = (24, 24, 1)
 

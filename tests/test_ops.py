@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pipeline import ops
-from pipeline import schema
+from petpipe.pipeline import ops
+from petpipe.pipeline import schema
 from tests.shards_fixture import jpeg_bytes, png_bytes
 
 SEED = tf.constant([1, 2], tf.int64)

@@ -16,8 +16,8 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-import models
-from models import head
+from petpipe import models
+from petpipe.models import head
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIZE = 16

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import glob
-import importlib.util
 import os
 import shutil
 
@@ -12,11 +11,11 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from pipeline import (
+from petpipe.pipeline import (
     PipelineConfig, dataset_info, from_dataset_dir, from_shards, from_tfds, schema,
 )
-from pipeline.input_pipeline import read_filenames
-from pipeline.reading import split_shards
+from petpipe.pipeline.input_pipeline import read_filenames
+from petpipe.pipeline.reading import split_shards
 from tests.shards_fixture import CLASS_NAMES, NUM_EXAMPLES, SIZE, write_shards
 
 EVAL = PipelineConfig(image_size=SIZE, batch_size=8, normalize="none", deterministic=True)
@@ -128,10 +127,8 @@ def test_from_tfds_of_an_unknown_name_names_it(tmp_path):
     from_tfds("not_built_here/raw16", "train", str(tmp_path), EVAL)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("builders.pet_images") is None,
-                    reason="needs the pet_images builder")
 def test_from_tfds_of_a_registered_dataset_not_built_says_so(tmp_path):
-  import builders.pet_images.pet_images_dataset_builder  # noqa: F401  (registers pet_images)
+  import petpipe.builders.pet_images.pet_images_dataset_builder  # noqa: F401  (registers pet_images)
 
   with pytest.raises(FileNotFoundError, match="'pet_images/gray100' is not built in"):
     from_tfds("pet_images/gray100", "train", str(tmp_path), EVAL)
@@ -165,7 +162,7 @@ def test_read_filenames_follows_the_unshuffled_order(raw_gray_dir):
 
 
 def test_a_truncated_shard_fails_before_streaming(tfds_dataset_dir, tmp_path):
-  from pipeline import verify
+  from petpipe.pipeline import verify
 
   copy = str(tmp_path / "copy")
   shutil.copytree(tfds_dataset_dir, copy)

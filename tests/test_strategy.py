@@ -8,7 +8,7 @@ import json
 import pytest
 import tensorflow as tf
 
-from models import strategy
+from petpipe.models import strategy
 
 FILE, DATA, OFF = (strategy.AutoShardPolicy.FILE, strategy.AutoShardPolicy.DATA,
                    strategy.AutoShardPolicy.OFF)

@@ -18,7 +18,7 @@ import tensorflow as tf
 from click.testing import CliRunner
 from PIL import Image
 
-from pipeline import schema
+from petpipe.pipeline import schema
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "scripts", "train.py")

@@ -14,7 +14,7 @@ import keras
 import numpy as np
 import pytest
 
-from pipeline import service
+from petpipe.pipeline import service
 from tests import data_service_servers
 from tests.test_train import ROOT, SCRIPT, _assert_ok, _metrics, invoke, write_shards
 

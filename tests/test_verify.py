@@ -9,9 +9,9 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 from click.testing import CliRunner
 
-from builders import sample_data
-from builders.pet_images import pet_images_dataset_builder as pet_images
-from pipeline import verify
+from petpipe.builders import sample_data
+from petpipe.builders.pet_images import pet_images_dataset_builder as pet_images
+from petpipe.pipeline import verify
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import os
 
+from etils import epath
 import tensorflow as tf
 
-from builders import folder_builder
-from builders import sources as sources_lib
+from petpipe.builders import folder_builder
+from petpipe.builders import sources as sources_lib
 
 
 def _class_dirs(config) -> list[str]:
@@ -28,6 +29,10 @@ def _class_dirs(config) -> list[str]:
 
 class Builder(folder_builder.FolderBuilder):
   """Any folder with one sub-folder per class; label names = folder names."""
+
+  # TFDS derives this folder (README.md, CITATIONS.bib) from the import name, which is not
+  # where the file lies when the folders are installed under `petpipe`: say it.
+  pkg_dir_path = epath.Path(__file__).parent
 
   BUILDER_CONFIGS = folder_builder.storage_configs("Needs a root: pass it in --config. ")
 

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import os
 
+from etils import epath
 import tensorflow as tf
 
-from builders import folder_builder
-from builders import sources as sources_lib
+from petpipe.builders import folder_builder
+from petpipe.builders import sources as sources_lib
 
 CLASS_DIRS = {"Cat": "cat", "Dog": "dog"}
 
@@ -40,6 +41,10 @@ def find_source(manual_dir: str):
 
 class Builder(folder_builder.FolderBuilder):
   """PetImages cats and dogs: label 0 = cat, 1 = dog."""
+
+  # TFDS derives this folder (README.md, CITATIONS.bib) from the import name, which is not
+  # where the file lies when the folders are installed under `petpipe`: say it.
+  pkg_dir_path = epath.Path(__file__).parent
 
   BUILDER_CONFIGS = folder_builder.storage_configs("PetImages. ")
   MANUAL_DOWNLOAD_INSTRUCTIONS = (

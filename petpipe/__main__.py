@@ -1,0 +1,5 @@
+"""`python -m petpipe ...` is the `petpipe` command."""
+
+from petpipe.cli import main
+
+main()

@@ -1,0 +1,59 @@
+"""The `petpipe` command: one click group over the command lines in `scripts/`.
+
+Subcommands are imported only when run, so `petpipe --help` answers without starting
+TensorFlow; each one's `-h` shows its own options.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+# name -> (module holding a click command `main`, one-line description for the listing)
+COMMANDS = {
+    "train": ("petpipe.scripts.train",
+              "Train a model on shards, a TFDS dataset or a folder (no data: the demo)."),
+    "predict": ("petpipe.scripts.predict",
+                "Classify image files or folders with a trained model."),
+    "verify": ("petpipe.scripts.verify",
+               "Check every record's CRC and every shard's count of a built dataset."),
+    "sample-data": ("petpipe.scripts.make_sample_data",
+                    "Write a synthetic PetImages folder or zip to try the builders."),
+    "data-service": ("petpipe.scripts.data_service",
+                     "Start a tf.data service dispatcher or worker."),
+    "benchmark": ("petpipe.scripts.benchmark",
+                  "Measure input pipelines side by side (images/s, peak RSS)."),
+    "benchmark-build": ("petpipe.scripts.benchmark_build",
+                        "Measure a pet_images build against TFDS's cats_vs_dogs recipe."),
+    "benchmark-distributed": ("petpipe.scripts.benchmark_distributed",
+                              "Measure Beam builds and tf.data service input against local."),
+    "stress-kill-build": ("petpipe.scripts.stress_kill_build",
+                          "Kill builds at random moments and check the result is identical."),
+}
+
+
+class _LazyGroup(click.Group):
+  """A group whose subcommands are imported on first use."""
+
+  def list_commands(self, ctx):
+    return list(COMMANDS)
+
+  def get_command(self, ctx, name):
+    if name not in COMMANDS:
+      return None
+    return importlib.import_module(COMMANDS[name][0]).main
+
+  def format_commands(self, ctx, formatter):
+    with formatter.section("Commands"):
+      formatter.write_dl([(name, help_text) for name, (_, help_text) in COMMANDS.items()])
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="petpipe")
+def main() -> None:
+  """Validated TFDS image datasets, streaming tf.data input and Keras training.
+
+  Build datasets with `tfds build pet_images --imports petpipe.builders ...` or
+  `tfds build image_folder --imports petpipe.builders --config '{...}'`.
+  """

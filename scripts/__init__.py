@@ -1,0 +1,1 @@
+"""The command lines of the `petpipe` command; each is click parsing plus one library call."""
