@@ -16,11 +16,10 @@ from typing import Sequence
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from petpipe.builders import beam_build
 from petpipe.builders import card as card_lib
 from petpipe.builders import sources as sources_lib
 from petpipe.builders import splits as splits_lib
-from petpipe.builders import stable_records  # noqa: F401  (sorted map entries in every record)
+from petpipe.builders import stable_records
 from petpipe.builders import storage as storage_lib
 from petpipe.builders import validation
 from petpipe.builders.folder_config import FolderConfig, storage_configs  # noqa: F401  (re-exported)
@@ -102,6 +101,9 @@ class FolderBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     }
 
   def _beam_split_generators(self, source, label_of_dir, label):
+    # Imported here: it imports apache_beam, which only Beam builds need.
+    from petpipe.builders import beam_build
+
     config = self.builder_config
     candidates = source.candidates()
     if not any(c.is_image for c in candidates):
@@ -152,10 +154,16 @@ class FolderBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
       while pending:
         yield pending.popleft().result()
 
+  def _example_writer(self):
+    # Sorted map entries in every record (local and Beam), for this builder only.
+    return stable_records.StableExampleWriter(file_format=self.info.file_format)
+
   def _download_and_prepare(self, dl_manager, download_config=None):
     self._on_beam = bool(download_config and (download_config.beam_runner or download_config.beam_options))
     result = super()._download_and_prepare(dl_manager, download_config)
     if self._on_beam:
+      from petpipe.builders import beam_build  # Beam builds only: it imports apache_beam.
+
       _, label_of_dir = self._source(dl_manager)
       self._plan_and_record(beam_build.read_verdicts(self.data_dir), label_of_dir)
     return result

@@ -11,15 +11,19 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
+from tensorflow_datasets.core import example_serializer
 
 from petpipe.builders import folder_builder
 from petpipe.builders import sample_data
 from petpipe.builders import sources
 from petpipe.builders import splits
+from petpipe.builders import stable_records
 from petpipe.builders.folder_config import FolderConfig
 from petpipe.builders.image_folder import image_folder_dataset_builder as image_folder
 from petpipe.builders.pet_images import pet_images_dataset_builder as pet_images
+from petpipe.pipeline import ops
 from petpipe.pipeline import schema
+from petpipe.pipeline import transform
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -141,9 +145,9 @@ def test_raw_config_stores_resized_pixels_of_the_file(pets):
   ex = examples(raw, "train")[0]
   assert ex["image"].shape == (100, 100, 1) and ex["image"].dtype == np.uint8
   data = open(os.path.join(report.root, ex["image/filename"].decode()), "rb").read()
-  decoded = tf.io.decode_jpeg(data, channels=1)
-  expected = tf.cast(tf.round(tf.image.resize(decoded, (100, 100), antialias=True)), tf.uint8).numpy()
-  np.testing.assert_array_equal(ex["image"], expected)
+  # The one transform (JPEG DCT scale, plain bilinear), rounded: what prediction makes too.
+  expected = ops.normalize(transform.transform_bytes(data, transform.Preprocessing(100, 1)), "none")
+  np.testing.assert_array_equal(ex["image"], expected.numpy())
 
 
 def test_original_config_keeps_clean_jpeg_bytes_as_on_disk(pets, manifest):
@@ -169,6 +173,49 @@ def test_two_builds_of_the_same_input_give_identical_shards(pets, tmp_path):
   again = build_pets(os.path.dirname(report.root), tmp_path, "gray100")
   assert shard_hashes(again) == shard_hashes(raw)
   assert shard_hashes(raw)
+
+
+def test_records_are_written_with_sorted_map_entries(pets):
+  _, raw, original = pets
+  for builder in (raw, original):
+    for shard in tf.io.gfile.glob(os.path.join(builder.data_dir, "*.tfrecord*")):
+      for record in tf.data.TFRecordDataset(shard).as_numpy_iterator():
+        assert stable_records.deterministic_bytes(record) == record
+
+
+def test_builds_leave_the_tfds_serializer_of_other_datasets_unpatched(pets):
+  serialize = example_serializer.ExampleSerializer.serialize_example
+  assert serialize.__module__ == "tensorflow_datasets.core.example_serializer"
+  assert serialize.__qualname__ == "ExampleSerializer.serialize_example"
+
+
+@pytest.fixture(scope="module")
+def fresh_import():
+  """What importing petpipe.builders does to a fresh process."""
+  code = (
+      "import sys\n"
+      "from tensorflow_datasets.core import example_serializer\n"
+      "original = example_serializer.ExampleSerializer.serialize_example\n"
+      "beam_before = 'apache_beam' in sys.modules\n"
+      "import petpipe.builders\n"
+      "print(beam_before, 'apache_beam' in sys.modules,\n"
+      "      example_serializer.ExampleSerializer.serialize_example is original)\n"
+  )
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+  result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+  assert result.returncode == 0, result.stderr[-3000:]
+  beam_before, beam_after, serializer_kept = result.stdout.split()[-3:]
+  return {"beam_before": beam_before == "True", "beam_after": beam_after == "True",
+          "serializer_kept": serializer_kept == "True"}
+
+
+def test_importing_the_builders_does_not_import_apache_beam(fresh_import):
+  assert not fresh_import["beam_before"]  # tensorflow_datasets itself does not either
+  assert not fresh_import["beam_after"]
+
+
+def test_importing_the_builders_leaves_the_tfds_serializer_unpatched(fresh_import):
+  assert fresh_import["serializer_kept"]
 
 
 def test_zip_input_gives_the_same_examples_as_the_folder(pets, tmp_path):

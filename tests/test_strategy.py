@@ -9,9 +9,10 @@ import pytest
 import tensorflow as tf
 
 from petpipe.models import strategy
+from petpipe.pipeline import sharding
 
-FILE, DATA, OFF = (strategy.AutoShardPolicy.FILE, strategy.AutoShardPolicy.DATA,
-                   strategy.AutoShardPolicy.OFF)
+FILE, DATA, OFF = (sharding.AutoShardPolicy.FILE, sharding.AutoShardPolicy.DATA,
+                   sharding.AutoShardPolicy.OFF)
 
 
 def _gpu(index: int) -> tf.config.PhysicalDevice:
@@ -117,28 +118,26 @@ def test_bad_tf_config_is_a_value_error(machine, tf_config, fragment):
     (4, 2, FILE), (2, 2, FILE), (1, 2, DATA), (3, 4, DATA), (0, 2, DATA), (4, 1, OFF),
 ])
 def test_shard_policy_is_file_when_every_worker_gets_a_file(files, workers, policy):
-  assert strategy.shard_policy(files, workers) == policy
+  assert sharding.shard_policy(files, workers) == policy
 
 
 @pytest.mark.parametrize("num_files, workers", [(4, 2), (5, 2), (3, 3), (7, 3)])
 def test_file_sharding_gives_each_file_to_exactly_one_worker(num_files, workers):
   files = [f"x-train.tfrecord-{i:05d}" for i in range(num_files)]
-  shares = [strategy.shard_files(files, strategy.Placement(strategy.MULTI_WORKER, workers, i),
-                                 FILE) for i in range(workers)]
+  shares = [sharding.shard_files(files, i, workers, FILE) for i in range(workers)]
   assert all(shares)
   assert sorted(f for share in shares for f in share) == files
 
 
 def test_data_sharding_reads_every_file_on_every_worker():
   files = ["a", "b", "c"]
-  where = strategy.Placement(strategy.MULTI_WORKER, workers=4, worker_index=3)
-  assert strategy.shard_files(files, where, DATA) == files
+  assert sharding.shard_files(files, 3, 4, DATA) == files
 
 
 def test_input_options_leave_chosen_files_alone():
   # FILE: the files are already this worker's, so tf.distribute must not shard again.
-  assert strategy.input_options(FILE).experimental_distribute.auto_shard_policy == OFF
-  assert strategy.input_options(DATA).experimental_distribute.auto_shard_policy == DATA
+  assert sharding.input_options(FILE).experimental_distribute.auto_shard_policy == OFF
+  assert sharding.input_options(DATA).experimental_distribute.auto_shard_policy == DATA
 
 
 def test_global_batch_is_per_replica_batch_times_replicas():
