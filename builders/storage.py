@@ -1,22 +1,24 @@
-"""Turns a validated file into what the records store, per the storage config."""
+"""Turns a validated file into what the records store, per the storage config.
+
+Pixels are made by the one image transform (`pipeline.transform`): the decode, channel
+conversion and resize that the input pipeline and prediction apply too.
+"""
 
 from __future__ import annotations
+
+from typing import Optional
 
 import tensorflow as tf
 
 from petpipe.builders import validation
+from petpipe.pipeline import ops
 from petpipe.pipeline import schema
+from petpipe.pipeline import transform
 
 
 def _fit_within(height: int, width: int, max_side: int) -> tuple[int, int]:
   scale = max_side / max(height, width)
   return max(1, round(height * scale)), max(1, round(width * scale))
-
-
-def _resize(image: tf.Tensor, size: tuple[int, int]) -> tf.Tensor:
-  # Anti-aliased bilinear: shrinking 500 px photos to 100 px without aliasing.
-  resized = tf.image.resize(image, size, method="bilinear", antialias=True)
-  return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
 
 
 def _encode(image: tf.Tensor, encoding: str, jpeg_quality: int) -> bytes:
@@ -25,17 +27,20 @@ def _encode(image: tf.Tensor, encoding: str, jpeg_quality: int) -> bytes:
   return tf.io.encode_jpeg(image, quality=jpeg_quality, optimize_size=False).numpy()
 
 
-def decode(data: bytes, verdict: validation.Verdict, channels: int) -> tf.Tensor:
-  """Decodes to `channels`; libjpeg converts YCbCr/gray JPEGs to grayscale itself.
+def decode(
+    data: bytes, verdict: validation.Verdict, channels: int,
+    size: Optional[tuple[int, int]] = None,
+) -> tf.Tensor:
+  """Decodes to uint8 `channels` as `transform.decode_bytes` does (JPEGs at the largest DCT
+  scale still covering `size`; CMYK JPEGs and other formats to RGB, then luma).
 
-  Other formats (and CMYK JPEGs) decode to RGB first: BMP cannot decode to one
-  channel and libjpeg cannot turn CMYK into grayscale.
+  A REPAIRED file (libjpeg warns on it) decodes at full size through
+  `validation.decode_quietly`, which keeps the warning off the console.
   """
   if verdict.status == validation.REPAIRED:
     return validation.decode_quietly(data, channels)
-  if channels == 3 or (verdict.format == "JPEG" and verdict.status != validation.TRANSCODED):
-    return tf.io.decode_image(data, channels=channels, expand_animations=False)
-  return tf.image.rgb_to_grayscale(tf.io.decode_image(data, channels=3, expand_animations=False))
+  return transform.decode_bytes(data, channels, size, image_format=verdict.format,
+                                image_shape=(verdict.height, verdict.width))
 
 
 def stored_as_is(verdict: validation.Verdict, storage: schema.ImageStorage, max_side: int | None) -> bool:
@@ -54,14 +59,19 @@ def encode(
   """The stored value for one usable file: encoded bytes or a uint8 array.
 
   A clean JPEG whose stored form is "JPEG at its own size" is stored byte for
-  byte; everything else is decoded once, resized if needed, and re-encoded.
+  byte; everything else is decoded once, resized if needed (the transform's resize,
+  rounded to uint8), and re-encoded.
   """
   if stored_as_is(verdict, storage, max_side):
     return data
-  image = decode(data, verdict, storage.channels)
+  size = None
   if storage.is_raw:
-    return _resize(image, storage.size).numpy()
-  if max_side is not None and max(verdict.width, verdict.height) > max_side:
-    image = _resize(image, _fit_within(verdict.height, verdict.width, max_side))
+    size = tuple(storage.size)
+  elif max_side is not None and max(verdict.width, verdict.height) > max_side:
+    size = _fit_within(verdict.height, verdict.width, max_side)
+  image = decode(data, verdict, storage.channels, size)
+  if size is not None:
+    image = ops.normalize(transform.resize(image, size), "none")
+  if storage.is_raw:
+    return image.numpy()
   return _encode(image, storage.encoding, jpeg_quality)
-

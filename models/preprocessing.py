@@ -2,7 +2,7 @@
 
 They live inside the model so the input pipeline can ship uint8 pixels (4x fewer bytes
 than float32) and the accelerator does the arithmetic. A saved model therefore takes
-raw pixel values, as the pipeline (`normalize="none"`) and `scripts/predict.py` feed it.
+raw pixel values, as the pipeline (`normalize="none"`) and `petpipe predict` feed it.
 """
 
 from __future__ import annotations

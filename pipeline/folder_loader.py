@@ -24,15 +24,15 @@ from PIL import Image
 from PIL import WebPImagePlugin  # noqa: F401  (opens WebP without loading every plugin)
 import tensorflow as tf
 
-# Keras' own argument checks, directory indexing and train/validation split, so that the
-# same arguments index the same files in the same order and fail with the same errors.
-from keras.src.backend.config import standardize_data_format
-from keras.src.utils import dataset_utils
-
 from petpipe.pipeline import image_headers
 from petpipe.pipeline import input_pipeline
+# Keras' own argument checks, directory indexing and train/validation split (a copy of
+# Keras' private module), so that the same arguments index the same files in the same order
+# and fail with the same errors.
+from petpipe.pipeline import keras_folder_index
 from petpipe.pipeline import ops
 from petpipe.pipeline import reading
+from petpipe.pipeline import transform
 from petpipe.pipeline.config import PipelineConfig
 from petpipe.pipeline.input_pipeline import plain
 
@@ -68,6 +68,7 @@ def image_dataset_from_directory(
     format="tf",
     verbose=True,
     cache_dir=None,
+    fast_decode=False,
 ):
   """Generates a `tf.data.Dataset` from image files in a directory, like Keras does.
 
@@ -78,18 +79,24 @@ def image_dataset_from_directory(
 
   Differences: files that cannot be decoded are skipped and listed in `skipped_files` and
   `skip_reasons` instead of failing mid-epoch (`file_paths` lists only the files read);
-  GIF, BMP, WebP and CMYK files are read rather than failing; when every JPEG is at least
-  4x the target size, JPEGs are decoded at reduced scale in the DCT domain, so pixels differ
-  slightly from Keras (less aliasing); only `format="tf"` is supported.
+  GIF, BMP, WebP and CMYK files are read rather than failing; only `format="tf"` is
+  supported. By default the pixels are Keras's: full-size decode, then `tf.image.resize`
+  with `interpolation` (through `pipeline.transform`, with JPEG DCT scaling off).
 
   Args:
     cache_dir: if given, the folder is converted once (image_folder builder, raw pixels at
-      `image_size`, resized with anti-aliasing) into `cache_dir`, and the shards are streamed
+      `image_size`, made by `pipeline.transform`'s policy: JPEGs decoded at a reduced DCT
+      scale, plain bilinear resize) into `cache_dir`, and the shards are streamed
       from then on. The cache is keyed by the folder's file list, sizes and times, so a
       changed folder is rebuilt. It labels by sub-folder (`labels` "inferred" or None),
       holds 1 or 3 channels and the default resize only; the validation subset is the last
       `validation_split` of the stored records (the builder's stable order), not Keras'
       seeded pick, and files directly in `directory` are not included.
+    fast_decode: if True, each JPEG decodes at the largest DCT scale (1/2, 1/4, 1/8) at which
+      it still covers `image_size` (after the crop or pad asked for), chosen per image from
+      its header, as `pipeline.transform` does for training: much less decode work for
+      large photos, and smoother (less aliased) pixels that differ slightly from Keras.
+      Not for `color_mode="rgba"` or `interpolation="nearest"`, which keep Keras's decode.
   """
   # Argument checks in Keras' order with Keras' messages.
   if labels not in ("inferred", None):
@@ -146,7 +153,7 @@ def image_dataset_from_directory(
     )
   if format == "grain":
     raise ValueError('Only format="tf" is supported here. Received: format=grain')
-  dataset_utils.check_validation_split_arg(validation_split, subset, shuffle, seed)
+  keras_folder_index.check_validation_split_arg(validation_split, subset, shuffle, seed)
   if pad_to_aspect_ratio and crop_to_aspect_ratio:
     raise ValueError(
         "Only one of `pad_to_aspect_ratio`, `crop_to_aspect_ratio`"
@@ -156,7 +163,7 @@ def image_dataset_from_directory(
   labels_argument, user_seed = labels, seed
   if seed is None:
     seed = np.random.randint(1e6)
-  image_paths, labels, class_names = dataset_utils.index_directory(
+  image_paths, labels, class_names = keras_folder_index.index_directory(
       directory,
       labels,
       formats=ALLOWLIST_FORMATS,
@@ -171,7 +178,7 @@ def image_dataset_from_directory(
         'When passing `label_mode="binary"`, there must be exactly 2 '
         f"class_names. Received: class_names={class_names}"
     )
-  data_format = standardize_data_format(data_format=data_format)
+  data_format = keras_folder_index.standardize_data_format(data_format=data_format)
   options = _LoadOptions(
       image_size=image_size,
       num_channels=num_channels,
@@ -185,6 +192,7 @@ def image_dataset_from_directory(
       # An unseeded shuffle is random anyway, so its order need not be kept through the
       # parallel decode; a seeded or unshuffled order is reproducible, as in Keras.
       deterministic=not shuffle or user_seed is not None,
+      fast_decode=bool(fast_decode),
   )
   subsets = ["training", "validation"] if subset == "both" else [subset]
 
@@ -197,7 +205,7 @@ def image_dataset_from_directory(
   else:
     datasets = []
     for name in subsets:
-      paths, subset_labels = dataset_utils.get_training_or_validation_split(
+      paths, subset_labels = keras_folder_index.get_training_or_validation_split(
           image_paths, labels, validation_split, name
       )
       if not paths:
@@ -226,6 +234,7 @@ class _LoadOptions:
   data_format: str
   batch_size: Optional[int]
   deterministic: bool
+  fast_decode: bool = False
 
 
 def _check_cacheable(labels, color_mode, options) -> None:
@@ -350,9 +359,9 @@ def _from_files(paths, labels, options, shuffle, seed, verbose) -> tf.data.Datas
     _report_skipped(reasons, len(paths), verbose)
   if sources is None:
     sources = {p: p for p in good_paths}
-    decode = lambda encoded: ops.decode_any(encoded, options.num_channels)
+    decode = _decoder_for(options, lambda encoded: ops.decode_any(encoded, options.num_channels))
   else:
-    decode = _decoder_for([headers[p] for p in good_paths], options)
+    decode = _decoder_for(options, lambda encoded: ops.decode(encoded, options.num_channels))
   load = plain(lambda source: _load_image(source, decode, options))
 
   ds = tf.data.Dataset.from_tensor_slices([sources[p] for p in good_paths])
@@ -488,49 +497,42 @@ def _report_skipped(reasons: dict, total: int, verbose: bool) -> None:
     print(message)
 
 
-def _decoder_for(headers: Sequence[image_headers.ImageHeader], options):
-  """The cheapest decode that handles every one of these files (decided once per call).
-
-  No control flow per image (it costs more than a smaller decode of a 250-500 px JPEG
-  saves): Keras' own decode, or one DCT scale when every JPEG is at least 4x the size needed.
-  """
+def _decoder_for(options, keras_decode):
+  """`keras_decode` (Keras's full-size decode), or with `fast_decode` the JPEGs among the
+  files at their largest DCT scale still covering the output (`transform.decode_jpeg`)."""
   channels = options.num_channels
   if channels == 4:
     # Neither JPEG nor GIF decoders make RGBA themselves (Keras fails on them here).
     return lambda encoded: ops.decode_any(encoded, channels)
-  if options.interpolation == "nearest":
-    return lambda encoded: ops.decode(encoded, channels)
-  # `decode_jpeg` also decodes the PNGs among the files, at full size.
-  sizes = [_needed_size(h, options) for h in headers if h.format == "jpeg"]
-  return ops.jpeg_decoder(sizes, channels, options.image_size, every_image=True)
+  if not options.fast_decode or options.interpolation == "nearest":
+    return keras_decode
+  fit = _fit(options)
+
+  def decode(encoded):
+    image = tf.cond(
+        tf.io.is_jpeg(encoded),
+        lambda: transform.decode_jpeg(encoded, channels, options.image_size, fit),
+        lambda: keras_decode(encoded),
+    )
+    image.set_shape([None, None, channels])
+    return image
+
+  return decode
 
 
-def _needed_size(header: image_headers.ImageHeader, options) -> tuple[int, int]:
-  """A size whose `ratio_for_size` is the largest DCT scale that keeps the output covered."""
-  height, width = header.height, header.width
-  target_height, target_width = options.image_size
+def _fit(options) -> str:
   if options.crop_to_aspect_ratio:
-    # The window `center_crop_to_aspect` keeps, in full-size pixels.
-    return (max(min(height, int(width * target_height / target_width)), 1),
-            max(min(width, int(height * target_width / target_height)), 1))
-  if options.pad_to_aspect_ratio:
-    # The image is scaled by 1/m to fit inside the target; any scale up to m keeps it covered.
-    m = max(height / target_height, width / target_width)
-    return (max(int(target_height * m), 1), max(int(target_width * m), 1))
-  return (height, width)
+    return "crop"
+  return "pad" if options.pad_to_aspect_ratio else "stretch"
 
 
 def _load_image(path: tf.Tensor, decode, options) -> tf.Tensor:
-  """Reads, decodes and resizes one image as Keras does (float32, 0-255)."""
+  """Reads, decodes and resizes one image as Keras does (float32 0-255; uint8 for "nearest")."""
   image = decode(tf.io.read_file(path))
   size = options.image_size
-  if options.crop_to_aspect_ratio:
-    image = tf.image.resize(ops.center_crop_to_aspect(image, size), size,
-                            method=options.interpolation)
-  elif options.pad_to_aspect_ratio:
-    image = tf.image.resize_with_pad(image, size[0], size[1], method=options.interpolation)
-  else:
-    image = tf.image.resize(image, size, method=options.interpolation)
+  image = transform.resize(image, size, method=options.interpolation, fit=_fit(options))
+  if options.interpolation == "nearest":
+    image = tf.cast(image, tf.uint8)  # Keras keeps the decoded dtype for "nearest".
   if options.data_format == "channels_first":
     image = tf.transpose(image, (2, 0, 1))
     image.set_shape((options.num_channels, size[0], size[1]))

@@ -8,22 +8,19 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Callable, Optional, Sequence, Union
+from typing import Optional, Sequence, Union
 
 import tensorflow as tf
 
-from petpipe.pipeline import image_headers
 from petpipe.pipeline import ops
 from petpipe.pipeline import schema
+from petpipe.pipeline import transform
 from petpipe.pipeline.config import PipelineConfig
 
 AUTOTUNE = tf.data.AUTOTUNE
 # Shards read at once: enough to mix classes that sit in different files and to hide
 # read latency, few enough that read buffers stay small.
 MAX_INTERLEAVE = 16
-# Records whose JPEG headers decide how JPEGs are decoded (TFDS shuffles before writing,
-# so the first records of a shard are a fair sample).
-SIZE_SAMPLE = 64
 # The functions mapped here hold no Python control flow on tensors, so AutoGraph's source
 # conversion is skipped: it costs ~0.3 s of tracing per pipeline and changes nothing.
 plain = tf.autograph.experimental.do_not_convert
@@ -121,10 +118,12 @@ def make_dataset(
   ds = ds.batch(config.batch_size, drop_remainder=config.drop_remainder)
   if not storage.is_raw:
     # Encoded images differ in size: parsed in batches, decoded one by one in parallel, re-batched.
-    decode = _image_decoder(slices, storage, config)
+    # Each image takes the one transform prediction also applies (JPEG scale chosen per image).
+    preprocessing = transform.Preprocessing(config.image_size, config.channels)
     ds = ds.map(plain(_parse_batch), num_parallel_calls=AUTOTUNE, deterministic=deterministic)
     ds = ds.unbatch().map(
-        plain(lambda image, label: (ops.resize(decode(image), config.image_size), label)),
+        plain(lambda image, label: (transform.transform_encoded(
+            image, preprocessing, storage.encoding, storage.channels), label)),
         num_parallel_calls=AUTOTUNE,
         deterministic=deterministic,
     ).batch(config.batch_size, drop_remainder=config.drop_remainder)
@@ -209,20 +208,6 @@ def _raw_batch(
   """Raw records -> (B, H, W, C): uint8 when stored at the config's size, float32 if resized."""
   images = ops.convert_channels(ops.decode_raw(encoded, storage), config.channels)
   if tuple(storage.size) != tuple(config.image_size):
-    images = ops.resize(images, config.image_size)
+    images = transform.resize(images, config.image_size)
   return images, labels
 
-
-def _image_decoder(
-    slices: Sequence[ShardSlice], storage: schema.ImageStorage, config: PipelineConfig
-) -> Callable[[tf.Tensor], tf.Tensor]:
-  """The decode for encoded records, chosen from the sizes of the first shard's first images."""
-  if storage.encoding != "jpeg":
-    return lambda encoded: ops.decode(encoded, config.channels)
-  sizes = []
-  for record in tf.data.TFRecordDataset(slices[0].path).take(SIZE_SAMPLE).as_numpy_iterator():
-    feature = tf.train.Example.FromString(record).features.feature[schema.IMAGE]
-    size = image_headers.jpeg_size(feature.bytes_list.value[0])
-    if size:
-      sizes.append(size)
-  return ops.jpeg_decoder(sizes, config.channels, config.image_size, every_image=False)

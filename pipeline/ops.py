@@ -1,55 +1,25 @@
-"""Small, named preprocessing ops: decode, resize, normalise, augment, encode labels.
+"""Small, named preprocessing ops: decode, crop, normalise, augment, encode labels.
 
 Each op is a plain TensorFlow function of tensors, so it runs the same eagerly and inside
 `tf.data` (the tests run every op both ways). Images are (H, W, C) or batches (B, H, W, C);
-decoders return uint8, `resize` and the augmentations return float32 in [0, 255], and
-`normalize` makes the delivered dtype and range.
+decoders return uint8, the augmentations return float32 in [0, 255], and `normalize` makes
+the delivered dtype and range. The decode -> channels -> resize policy that builders,
+pipelines and prediction share lives in `transform`, built from these ops.
 """
 
 from __future__ import annotations
 
 import math
-import statistics
-from typing import Callable, Sequence
+from typing import Sequence
 
 import tensorflow as tf
 
 from petpipe.pipeline import schema
 
-# DCT-domain scales libjpeg can decode at; TensorFlow exposes them as `ratio`.
-JPEG_RATIOS = (1, 2, 4, 8)
 # ITU-R BT.601 luma, the weights libjpeg uses for its own RGB -> grayscale conversion.
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)
-# A smaller DCT scale saves (one thread, 100 px target, measured): 0-11% of the decode at
-# 1/2 (nothing on the sample pictures), 10-18% at 1/4, 23-37% at 1/8. One scale for all
-# images is used from 1/4, where the saving is worth pixels that differ from a full decode.
-FIXED_SCALE_MIN_RATIO = 4
-# Choosing the scale per image needs control flow in the map, which costs about as much as
-# decoding a 4x-too-large JPEG at 1/4 saves; it pays off from 8x.
-PER_IMAGE_SCALE_MIN_RATIO = 8
 ZOOM_MIN_SCALE = 0.8
 MAX_ROTATION_DEGREES = 10.0
-
-
-def ratio_for_size(height: int, width: int, target_size: Sequence[int]) -> int:
-  """Largest DCT scale (1, 2, 4 or 8) at which a height x width JPEG still covers `target_size`."""
-  ratio = 1
-  for r in JPEG_RATIOS[1:]:
-    # libjpeg's scaled size is ceil(size / r).
-    if -(-height // r) >= target_size[0] and -(-width // r) >= target_size[1]:
-      ratio = r
-  return ratio
-
-
-def jpeg_ratio(encoded: tf.Tensor, target_size: Sequence[int]) -> tf.Tensor:
-  """`ratio_for_size` of one encoded JPEG, read from its header only (microseconds)."""
-  shape = tf.image.extract_jpeg_shape(encoded)
-  height, width = shape[0], shape[1]
-  ratio = tf.constant(1, tf.int32)
-  for r in JPEG_RATIOS[1:]:
-    fits = ((height + r - 1) // r >= target_size[0]) & ((width + r - 1) // r >= target_size[1])
-    ratio = tf.where(fits, tf.constant(r, tf.int32), ratio)
-  return ratio
 
 
 def decode(encoded: tf.Tensor, channels: int) -> tf.Tensor:
@@ -82,38 +52,6 @@ def decode_jpeg(encoded: tf.Tensor, channels: int, ratio: int = 1) -> tf.Tensor:
   image = tf.io.decode_jpeg(encoded, channels=channels, ratio=ratio)
   image.set_shape([None, None, channels])
   return image
-
-
-def decode_jpeg_scaled(
-    encoded: tf.Tensor, channels: int, target_size: Sequence[int]
-) -> tf.Tensor:
-  """Decodes a JPEG at the smallest DCT scale that still covers `target_size`, per image."""
-  index = tf.math.log(tf.cast(jpeg_ratio(encoded, target_size), tf.float32)) / math.log(2.0)
-  branches = [(lambda r=r: decode_jpeg(encoded, channels, r)) for r in JPEG_RATIOS]
-  image = tf.switch_case(tf.cast(tf.math.round(index), tf.int32), branches)
-  image.set_shape([None, None, channels])
-  return image
-
-
-def jpeg_decoder(
-    image_sizes: Sequence[Sequence[int]],
-    channels: int,
-    target_size: Sequence[int],
-    every_image: bool,
-) -> Callable[[tf.Tensor], tf.Tensor]:
-  """Picks the cheapest decode of JPEGs with these (height, width) sizes to `target_size`.
-
-  With every image's size known and all at least 4x the target, one DCT scale fits all of
-  them (no control flow). From a sample, a per-image scale pays for its control flow only
-  when images are typically at least 8x the target. Otherwise a full-size decode.
-  """
-  ratios = [ratio_for_size(h, w, target_size) for h, w in image_sizes]
-  if every_image and ratios and min(ratios) >= FIXED_SCALE_MIN_RATIO:
-    ratio = min(ratios)
-    return lambda encoded: decode_jpeg(encoded, channels, ratio)
-  if ratios and statistics.median(ratios) >= PER_IMAGE_SCALE_MIN_RATIO:
-    return lambda encoded: decode_jpeg_scaled(encoded, channels, target_size)
-  return lambda encoded: decode(encoded, channels)
 
 
 def decode_raw(encoded: tf.Tensor, storage: schema.ImageStorage) -> tf.Tensor:
@@ -165,14 +103,6 @@ def convert_channels(images: tf.Tensor, channels: int) -> tf.Tensor:
   if channels == 1:
     return to_grayscale(images)
   return tf.repeat(images, 3, axis=-1)
-
-
-def resize(images: tf.Tensor, size: Sequence[int], method: str = "bilinear") -> tf.Tensor:
-  """Resizes to `size` as float32 in [0, 255]; a no-op cast when already that size."""
-  if tuple(images.shape[-3:-1]) == tuple(size):
-    return tf.cast(images, tf.float32)
-  resized = tf.image.resize(images, size, method=method)
-  return tf.cast(resized, tf.float32)
 
 
 def center_crop_to_aspect(images: tf.Tensor, size: Sequence[int]) -> tf.Tensor:

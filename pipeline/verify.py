@@ -48,7 +48,7 @@ def check_sizes(dataset_dir: str, splits=None) -> None:
       raise CorruptDatasetError(
           f"split {split.name}: its {len(paths)} shard(s) hold {actual} bytes, dataset_info.json "
           f"says {expected} ({split.num_examples} examples); a shard was truncated or changed. "
-          f"Run `python scripts/verify.py {dataset_dir}` to find the file."
+          f"Run `petpipe verify {dataset_dir}` to find the file."
       )
 
 

@@ -103,7 +103,7 @@ def test_resize_options_match_keras(clean_folder, kwargs):
   np.testing.assert_allclose(collect(mine)[0], collect(keras_ds)[0], atol=1e-3)
 
 
-def test_large_jpegs_are_decoded_downscaled_close_to_keras(tmp_path):
+def test_fast_decode_decodes_large_jpegs_downscaled_close_to_keras(tmp_path):
   root = str(tmp_path)
   t = np.linspace(0, 1, 120)
   for name in CLASS_NAMES:
@@ -113,11 +113,31 @@ def test_large_jpegs_are_decoded_downscaled_close_to_keras(tmp_path):
       Image.fromarray(gradient.astype(np.uint8)).save(os.path.join(root, name, f"{i}.jpg"),
                                                       quality=95)
   kwargs = dict(image_size=(30, 30), color_mode="grayscale", shuffle=False, verbose=False)
-  mine, keras_images = collect(ours(root, **kwargs))[0], collect(theirs(root, **kwargs))[0]
-  assert mine.shape == keras_images.shape == (6, 30, 30, 1)
+  keras_images = collect(theirs(root, **kwargs))[0]
+  # By default the drop-in keeps Keras's pixels, large JPEGs too.
+  np.testing.assert_array_equal(collect(ours(root, **kwargs))[0], keras_images)
+  fast = collect(ours(root, fast_decode=True, **kwargs))[0]
+  assert fast.shape == keras_images.shape == (6, 30, 30, 1)
   # Decoded at 1/4 scale in the DCT domain: smoother, not identical.
-  assert not np.array_equal(mine, keras_images)
-  assert np.abs(mine - keras_images).mean() < 2.0
+  assert not np.array_equal(fast, keras_images)
+  assert np.abs(fast - keras_images).mean() <= 2.0
+
+
+@pytest.mark.parametrize("kwargs", [dict(crop_to_aspect_ratio=True), dict(pad_to_aspect_ratio=True),
+                                    dict(color_mode="rgb")])
+def test_fast_decode_with_resize_options_stays_close_to_keras(tmp_path, kwargs):
+  root = str(tmp_path)
+  t = np.linspace(0, 1, 160)
+  for name in CLASS_NAMES:
+    os.makedirs(os.path.join(root, name))
+    gradient = np.outer(t[:120], t) * 230
+    Image.fromarray(gradient.astype(np.uint8)).convert("RGB").save(
+        os.path.join(root, name, "0.jpg"), quality=95)
+  kwargs = dict(image_size=(20, 24), shuffle=False, verbose=False, **kwargs)
+  fast = collect(ours(root, fast_decode=True, **kwargs))[0]
+  keras_images = collect(theirs(root, **kwargs))[0]
+  assert fast.shape == keras_images.shape
+  assert np.abs(fast - keras_images).mean() <= 2.0
 
 
 @pytest.mark.parametrize("label_mode,shape,dtype", [

@@ -8,6 +8,7 @@ import tensorflow as tf
 
 from petpipe.pipeline import ops
 from petpipe.pipeline import schema
+from petpipe.pipeline import transform
 from tests.shards_fixture import jpeg_bytes, png_bytes
 
 SEED = tf.constant([1, 2], tf.int64)
@@ -49,16 +50,12 @@ OPS = [
     ("decode", lambda b: ops.decode(b, 1), checker_png),
     ("decode_any", lambda b: ops.decode_any(b, 3), checker_png),
     ("decode_jpeg", lambda b: ops.decode_jpeg(b, 1, 2), black_jpeg),
-    ("decode_jpeg_scaled", lambda b: ops.decode_jpeg_scaled(b, 3, (8, 8)), black_jpeg),
-    ("jpeg_ratio", lambda b: ops.jpeg_ratio(b, (8, 8)), black_jpeg),
     ("decode_raw", lambda b: ops.decode_raw(b, RAW_2X3),
      lambda: tf.constant([bytes(range(6)), bytes(range(6, 12))])),
     ("to_grayscale", ops.to_grayscale, lambda: tf.constant([[[255, 0, 0]]], tf.uint8)),
     ("to_channels", lambda x: ops.to_channels(x, 4), lambda: tf.constant([[[7]]], tf.uint8)),
     ("convert_channels", lambda x: ops.convert_channels(x, 3),
      lambda: tf.constant([[[7]]], tf.uint8)),
-    ("resize", lambda x: ops.resize(x, (4, 4)),
-     lambda: tf.constant([[[0], [255]], [[255], [0]]], tf.uint8)),
     ("center_crop_to_aspect", lambda x: ops.center_crop_to_aspect(x, (2, 2)),
      lambda: ramp(2, 4, 1, dtype=tf.int32)),
     ("normalize", lambda x: ops.normalize(x, "-1-1"), lambda: tf.constant([0, 255], tf.uint8)),
@@ -81,20 +78,13 @@ def test_op_gives_the_same_result_eagerly_and_inside_tf_data(name, fn, make_inpu
 @pytest.mark.parametrize("mode", ["0-1", "-1-1", "none"])
 def test_decode_resize_normalize_gives_exact_pixels(mode):
   def preprocess(encoded):
-    return ops.normalize(ops.resize(ops.decode(encoded, 1), (4, 4)), mode)
+    return ops.normalize(transform.resize(ops.decode(encoded, 1), (4, 4)), mode)
 
   eager, in_data = run_both_ways(preprocess, tf.constant(checker_png()))
   expected = bilinear_checker(mode)
   np.testing.assert_allclose(eager, expected, atol=1e-6)
   np.testing.assert_allclose(in_data, expected, atol=1e-6)
   assert eager.dtype == (np.uint8 if mode == "none" else np.float32)
-
-
-def test_resize_of_an_image_already_at_size_only_casts():
-  image = tf.constant(np.arange(16, dtype=np.uint8).reshape(1, 4, 4, 1))
-  out = ops.resize(image, (4, 4))
-  assert out.dtype == tf.float32
-  np.testing.assert_array_equal(out.numpy(), image.numpy())
 
 
 def test_decode_raw_reshapes_a_batch_without_decoding():
@@ -105,37 +95,9 @@ def test_decode_raw_reshapes_a_batch_without_decoding():
   np.testing.assert_array_equal(out.numpy()[1, 0, 1], [10, 11, 12])
 
 
-@pytest.mark.parametrize("size,expected", [
-    ((100, 100), 1), ((197, 400), 1), ((199, 400), 2), ((250, 500), 2), ((400, 400), 4),
-    ((791, 900), 4), ((793, 900), 8), ((5000, 5000), 8),
-])
-def test_ratio_for_size_keeps_the_target_covered(size, expected):
-  assert ops.ratio_for_size(*size, (100, 100)) == expected
-  header_ratio = ops.jpeg_ratio(jpeg_bytes(np.zeros((*size, 1), np.uint8)), (100, 100))
-  assert int(header_ratio) == expected
-
-
 def test_decode_jpeg_decodes_at_a_reduced_scale():
   encoded = jpeg_bytes(np.zeros((40, 30, 3), np.uint8))
   assert ops.decode_jpeg(encoded, 1, 4).shape == (10, 8, 1)  # ceil(30 / 4) = 8.
-  assert ops.decode_jpeg_scaled(encoded, 3, (10, 7)).shape == (10, 8, 3)
-  assert ops.decode_jpeg_scaled(encoded, 3, (11, 7)).shape == (20, 15, 3)
-
-
-def test_jpeg_decoder_uses_one_scale_when_every_image_is_4x_the_target():
-  encoded = jpeg_bytes(np.zeros((400, 400, 3), np.uint8))
-  decode = ops.jpeg_decoder([(400, 400), (450, 420)], 1, (100, 100), every_image=True)
-  assert decode(encoded).shape == (100, 100, 1)
-  full = ops.jpeg_decoder([(400, 400), (250, 300)], 1, (100, 100), every_image=True)
-  assert full(encoded).shape == (400, 400, 1)
-
-
-def test_jpeg_decoder_scales_per_image_only_for_much_larger_samples():
-  encoded = jpeg_bytes(np.zeros((400, 400, 3), np.uint8))
-  small_sample = ops.jpeg_decoder([(400, 400), (250, 300)], 1, (100, 100), every_image=False)
-  assert small_sample(encoded).shape == (400, 400, 1)
-  large_sample = ops.jpeg_decoder([(900, 900)] * 3, 1, (100, 100), every_image=False)
-  assert large_sample(encoded).shape == (100, 100, 1)
 
 
 def test_to_grayscale_uses_libjpeg_luma_weights():

@@ -1,13 +1,11 @@
-"""scripts/predict.py classifies good files and folders, reports unreadable ones without
-stopping, and loads models in Keras's safe mode."""
+"""scripts/predict.py (over `petpipe.prediction`) classifies good files and folders, reports
+unreadable ones without stopping, and loads models in Keras's safe mode."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import struct
-import sys
 import zlib
 
 import keras
@@ -17,23 +15,16 @@ from click.testing import CliRunner
 from PIL import Image
 
 from petpipe import models
+from petpipe import prediction
 from petpipe.models import head
+from petpipe.pipeline import ops
+from petpipe.pipeline import transform
+from petpipe.scripts import predict
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIZE = 16
 
 
-def _load_predict():
-  # scripts/ is not a package: load the command from its file.
-  spec = importlib.util.spec_from_file_location(
-      "predict_script", os.path.join(ROOT, "scripts", "predict.py"))
-  module = importlib.util.module_from_spec(spec)
-  sys.modules[spec.name] = module
-  spec.loader.exec_module(module)
-  return module
-
-
-predict = _load_predict()
 
 
 def _pixels(label: int, rng: np.random.Generator, size: int = SIZE) -> np.ndarray:
@@ -183,3 +174,89 @@ def test_models_with_python_code_load_only_with_unsafe(tmp_path, images):
   allowed = invoke(["--model", path, "--unsafe", images["cat.jpg"]])
   assert allowed.exit_code == 0, allowed.output
   assert images["cat.jpg"] in _results(allowed.stdout)
+
+
+def test_the_library_raises_ordinary_exceptions_not_click_ones(model_dir, tmp_path):
+  with pytest.raises(FileNotFoundError, match="does not exist"):
+    prediction.predict_files(str(tmp_path / "none.keras"), [])
+  with pytest.raises(FileNotFoundError, match="does not exist"):
+    prediction.predict_files(os.path.join(model_dir, "model.keras"), [],
+                             classes_path=str(tmp_path / "none.json"))
+
+
+def test_saved_preprocessing_is_applied_and_must_fit_the_model(model_dir, images, tmp_path):
+  model_path = os.path.join(model_dir, "model.keras")
+  saved = transform.Preprocessing((SIZE, SIZE), 1, jpeg_dct_scaling=False)
+  classes = tmp_path / "classes.json"
+  classes.write_text(json.dumps({"class_names": ["cat", "dog"],
+                                 "preprocessing": saved.to_dict()}))
+  predictor = prediction.Predictor.load(model_path, str(classes))
+  assert predictor.preprocessing == saved
+  [result] = predictor.predict([images["cat.jpg"]])
+  assert result.label == "cat" and result.error is None
+  expected = ops.normalize(transform.transform_bytes(
+      open(images["cat.jpg"], "rb").read(), saved), "none").numpy()
+  np.testing.assert_array_equal(prediction.load_image(images["cat.jpg"], saved), expected)
+  classes.write_text(json.dumps({"preprocessing": dict(saved.to_dict(), image_size=[8, 8])}))
+  with pytest.raises(ValueError, match="the model takes"):
+    prediction.predict_files(model_path, [], classes_path=str(classes))
+
+
+def _natural_jpegs(root, per_class: int = 8) -> None:
+  """JPEGs of several sizes cut from a real photograph: the light left half is one class,
+  the dark right half the other; sizes vary so that decodes use several DCT scales."""
+  import matplotlib
+
+  photo = Image.open(os.path.join(matplotlib.get_data_path(), "sample_data",
+                                  "grace_hopper.jpg")).convert("RGB")
+  rng = np.random.default_rng(3)
+  for label, (left, right) in enumerate(((0, 256), (256, 512))):
+    os.makedirs(os.path.join(root, f"class{label}"))
+    for i in range(per_class):
+      side = int(rng.integers(40, 250))
+      x, y = int(rng.integers(left, right - 40)), int(rng.integers(0, 600 - side))
+      crop = photo.crop((x, y, x + min(side, right - x), y + side))
+      crop.save(os.path.join(root, f"class{label}", f"{i}.jpg"), quality=85)
+
+
+@pytest.mark.slow
+def test_predict_gives_the_probabilities_of_evaluating_the_test_split(tmp_path):
+  """The served model sees the pixels the trained one saw: predicting the original test
+  files equals running the model on the test split's batches from JPEG shards."""
+  import petpipe.builders  # noqa: F401  (registers image_folder)
+  import tensorflow_datasets as tfds
+
+  from petpipe import experiment
+  from petpipe import pipeline
+  from petpipe.builders.image_folder import image_folder_dataset_builder as image_folder
+  from petpipe.builders.folder_config import FolderConfig
+  from petpipe.pipeline import input_pipeline
+
+  root = str(tmp_path / "photos")
+  _natural_jpegs(root)
+  config = FolderConfig(name="photos", root=root, encoding="jpeg", balance="none",
+                        split_percent=(50, 0, 50))
+  builder = image_folder.Builder(config=config, data_dir=str(tmp_path / "data"))
+  builder.download_and_prepare()
+  folder = os.fspath(builder.data_dir)
+  out = str(tmp_path / "out")
+  experiment.run(experiment.RunConfig(
+      shards=os.path.join(folder, "image_folder-train.tfrecord*"), model="mlp", epochs=1,
+      batch_size=4, image_size=(24, 20), channels=1, seed=0, deterministic=True, out=out))
+
+  model = keras.models.load_model(os.path.join(out, "model.keras"))
+  test_files = sorted(tfds.builder_from_directory(folder).info.splits["test"].filepaths)
+  test_files = [os.fspath(f) for f in test_files]
+  eval_config = pipeline.PipelineConfig(image_size=(24, 20), channels=1, batch_size=4,
+                                        shuffle_buffer=0, deterministic=True,
+                                        normalize="none")
+  batches = pipeline.from_shards(test_files, eval_config, training=False)
+  evaluated = np.concatenate([head.probabilities(model.predict_on_batch(images))
+                              for images, _ in batches])
+  names = input_pipeline.read_filenames(test_files)
+  assert len(names) == len(evaluated) >= 4
+  results = list(prediction.predict_files(os.path.join(out, "model.keras"),
+                                          [os.path.join(root, n) for n in names]))
+  assert [r.error for r in results] == [None] * len(names)
+  np.testing.assert_allclose([r.probability for r in results], evaluated.max(axis=-1),
+                             rtol=0, atol=1e-6)

@@ -1,0 +1,208 @@
+"""The one image transform: the same pixels eagerly, in tf.data, in builders and prediction."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+
+import matplotlib
+import numpy as np
+from PIL import Image
+import pytest
+import tensorflow as tf
+
+from petpipe import prediction
+from petpipe.builders import storage as storage_lib
+from petpipe.builders import validation
+from petpipe.pipeline import PipelineConfig, make_dataset, ops, schema, transform
+from tests.shards_fixture import jpeg_bytes, png_bytes
+
+TARGET = (16, 16)
+# (height, width) -> the DCT ratio that still covers TARGET: 1, 2, 4 and 8.
+MIXED_SIZES = {(20, 24): 1, (33, 40): 2, (64, 70): 4, (130, 150): 8, (120, 300): 4}
+
+
+def photo() -> Image.Image:
+  """A real photograph (matplotlib's sample), natural-image content for the tests."""
+  return Image.open(os.path.join(matplotlib.get_data_path(), "sample_data", "grace_hopper.jpg"))
+
+
+def photo_jpeg(size, mode: str = "RGB", quality: int = 90) -> bytes:
+  with photo() as image:
+    resized = image.convert(mode).resize((size[1], size[0]), Image.LANCZOS)
+  buffer = io.BytesIO()
+  resized.save(buffer, "JPEG", quality=quality)
+  return buffer.getvalue()
+
+
+def in_tf_data(encoded: list, fn) -> list[np.ndarray]:
+  dataset = tf.data.Dataset.from_tensor_slices(encoded).map(fn)
+  return [image.numpy() for image in dataset]
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_eager_and_tf_data_entries_give_identical_pixels_on_jpegs_of_mixed_sizes(channels):
+  files = [photo_jpeg(size) for size in MIXED_SIZES]
+  files += [photo_jpeg((90, 70), "L"), photo_jpeg((40, 50), "CMYK")]
+  preprocessing = transform.Preprocessing(TARGET, channels)
+  eager = [transform.transform_bytes(data, preprocessing).numpy() for data in files]
+  graph = in_tf_data(files, lambda b: transform.transform_encoded(b, preprocessing, "jpeg"))
+  for e, g in zip(eager, graph):
+    assert e.shape == g.shape == (*TARGET, channels) and e.dtype == g.dtype == np.float32
+    np.testing.assert_array_equal(e, g)
+
+
+def test_eager_and_tf_data_entries_give_identical_pixels_on_pngs():
+  rng = np.random.default_rng(0)
+  files = [png_bytes(rng.integers(0, 256, (20, 30, 3), np.uint8)),
+           png_bytes(rng.integers(0, 256, (40, 24, 1), np.uint8))]
+  preprocessing = transform.Preprocessing(TARGET, 1)
+  eager = [transform.transform_bytes(data, preprocessing).numpy() for data in files]
+  graph = in_tf_data(files, lambda b: transform.transform_encoded(b, preprocessing, "png"))
+  for e, g in zip(eager, graph):
+    np.testing.assert_array_equal(e, g)
+
+
+@pytest.mark.parametrize("size,expected", [
+    ((100, 100), 1), ((197, 400), 1), ((199, 400), 2), ((250, 500), 2), ((400, 400), 4),
+    ((791, 900), 4), ((793, 900), 8), ((5000, 5000), 8),
+])
+def test_ratio_for_size_keeps_the_target_covered(size, expected):
+  ratio = transform.ratio_for_size(*size, (100, 100))
+  assert ratio == expected
+  assert -(-size[0] // ratio) >= 100 and -(-size[1] // ratio) >= 100
+  if ratio < 8:  # the next scale would not cover
+    assert -(-size[0] // (2 * ratio)) < 100 or -(-size[1] // (2 * ratio)) < 100
+  header_ratio = transform.jpeg_ratio(jpeg_bytes(np.zeros((*size, 1), np.uint8)), (100, 100))
+  assert int(header_ratio) == expected
+
+
+def test_mixed_sizes_decode_at_the_largest_scale_that_covers_the_target():
+  for size, ratio in MIXED_SIZES.items():
+    assert transform.ratio_for_size(*size, TARGET) == ratio
+    decoded = transform.decode_bytes(photo_jpeg(size), 3, TARGET)
+    assert decoded.shape[:2] == (-(-size[0] // ratio), -(-size[1] // ratio))
+    assert min(decoded.shape[0] - TARGET[0], decoded.shape[1] - TARGET[1]) >= 0
+
+
+def test_decode_jpeg_in_a_graph_covers_the_target_per_image():
+  encoded = jpeg_bytes(np.zeros((40, 30, 3), np.uint8))
+  assert transform.decode_jpeg(encoded, 3, (10, 7)).shape == (10, 8, 3)
+  assert transform.decode_jpeg(encoded, 3, (11, 7)).shape == (20, 15, 3)
+  assert transform.decode_jpeg(encoded, 1).shape == (40, 30, 1)
+
+
+def photo_bytes() -> bytes:
+  with open(os.path.join(matplotlib.get_data_path(), "sample_data", "grace_hopper.jpg"),
+            "rb") as f:
+    return f.read()  # 600 x 512
+
+
+def mean_abs_error(a, b) -> float:
+  return float(np.abs(np.asarray(a, np.float32) - np.asarray(b, np.float32)).mean())
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_dct_scaled_decode_stays_close_to_a_full_decode_with_the_same_resize(channels):
+  # Half size: the full-size route's bilinear step is still a fair 2x2 average there.
+  data, target = photo_bytes(), (300, 256)
+  scaled = transform.transform_bytes(data, transform.Preprocessing(target, channels))
+  full = transform.transform_bytes(
+      data, transform.Preprocessing(target, channels, jpeg_dct_scaling=False))
+  assert transform.ratio_for_size(600, 512, target) == 2
+  assert mean_abs_error(scaled, full) <= 2.0
+
+
+@pytest.mark.parametrize("target", [(200, 200), (100, 90), (64, 64)])
+def test_dct_scaled_decode_is_closer_to_an_antialiased_resize_than_a_full_decode_is(target):
+  # Beyond 2x, bilinear without antialiasing skips pixels: the full-size route aliases
+  # (4-10 off on this photo), the DCT route (a box filter first) stays near the ideal.
+  data = photo_bytes()
+  ideal = tf.image.resize(tf.io.decode_jpeg(data, channels=1), target, antialias=True)
+  scaled = transform.transform_bytes(data, transform.Preprocessing(target, 1))
+  full = transform.transform_bytes(
+      data, transform.Preprocessing(target, 1, jpeg_dct_scaling=False))
+  assert mean_abs_error(scaled, ideal) <= 3.0
+  assert mean_abs_error(scaled, ideal) < mean_abs_error(full, ideal) / 2
+
+
+def test_resize_of_an_image_already_at_size_only_casts():
+  image = tf.constant(np.arange(16, dtype=np.uint8).reshape(1, 4, 4, 1))
+  out = transform.resize(image, (4, 4))
+  assert out.dtype == tf.float32
+  np.testing.assert_array_equal(out.numpy(), image.numpy())
+
+
+def test_resize_is_plain_bilinear_without_antialiasing():
+  image = tf.constant(np.random.default_rng(0).integers(0, 256, (32, 24, 1), np.uint8))
+  np.testing.assert_array_equal(
+      transform.resize(image, (8, 6)),
+      tf.image.resize(image, (8, 6), method="bilinear", antialias=False))
+
+
+def test_one_channel_of_a_png_is_rgb_then_rounded_luma():
+  rgb = np.random.default_rng(1).integers(0, 256, (8, 8, 3), np.uint8)
+  gray = transform.decode_bytes(png_bytes(rgb), 1).numpy()
+  np.testing.assert_array_equal(gray, ops.to_grayscale(tf.constant(rgb)).numpy())
+
+
+def test_one_channel_of_a_cmyk_jpeg_is_rgb_then_rounded_luma():
+  data = photo_jpeg((40, 50), "CMYK")
+  rgb = tf.io.decode_jpeg(data, channels=3)
+  np.testing.assert_array_equal(transform.decode_bytes(data, 1), ops.to_grayscale(rgb))
+
+
+def test_preprocessing_round_trips_through_json():
+  preprocessing = transform.Preprocessing(32, 1)
+  as_dict = preprocessing.to_dict()
+  assert as_dict == {"image_size": [32, 32], "channels": 1, "resize": "bilinear",
+                     "antialias": False, "jpeg_dct_scaling": True}
+  assert transform.Preprocessing.from_dict(json.loads(json.dumps(as_dict))) == preprocessing
+
+
+@pytest.mark.parametrize("values,message", [
+    (dict(image_size=[8, 8], channels=2), "channels=2"),
+    (dict(image_size=[8, 0], channels=1), "image_size"),
+    (dict(image_size=[8, 8], channels=1, resize="cubic"), "resize='cubic'"),
+    (dict(image_size=[8, 8], channels=1, sharpen=True), "unknown keys"),
+    (dict(channels=1), "image_size and channels"),
+])
+def test_preprocessing_rejects_bad_values_naming_them(values, message):
+  with pytest.raises(ValueError, match=message):
+    transform.Preprocessing.from_dict(values)
+
+
+@pytest.mark.parametrize("mode,channels", [("RGB", 1), ("RGB", 3), ("CMYK", 1), ("L", 3)])
+def test_builder_raw_storage_is_the_rounded_transform(mode, channels):
+  data = photo_jpeg((70, 90), mode)
+  verdict = validation.inspect(data, "cat/x.jpg", "cat", validation.Limits())
+  stored = storage_lib.encode(data, verdict, schema.ImageStorage("raw", channels, TARGET),
+                              None, 95)
+  expected = ops.normalize(
+      transform.transform_bytes(data, transform.Preprocessing(TARGET, channels)), "none")
+  assert stored.dtype == np.uint8
+  np.testing.assert_array_equal(stored, expected.numpy())
+
+
+def test_make_dataset_and_prediction_give_the_same_uint8_pixels_of_stored_jpegs(tmp_path):
+  files = [photo_jpeg(size) for size in MIXED_SIZES]
+  paths = []
+  shard = str(tmp_path / "data.tfrecord-00000-of-00001")
+  with tf.io.TFRecordWriter(shard) as writer:
+    for i, data in enumerate(files):
+      paths.append(str(tmp_path / f"{i}.jpg"))
+      with open(paths[-1], "wb") as f:
+        f.write(data)
+      writer.write(tf.train.Example(features=tf.train.Features(feature={
+          schema.IMAGE: tf.train.Feature(bytes_list=tf.train.BytesList(value=[data])),
+          schema.LABEL: tf.train.Feature(int64_list=tf.train.Int64List(value=[i % 2])),
+      })).SerializeToString())
+  config = PipelineConfig(image_size=TARGET, channels=1, batch_size=len(files),
+                          normalize="none", deterministic=True)
+  images, _ = next(iter(make_dataset([shard], schema.ImageStorage("jpeg", 3), config,
+                                     training=False)))
+  preprocessing = transform.Preprocessing(TARGET, 1)
+  predicted = np.stack([prediction.load_image(p, preprocessing) for p in paths])
+  assert images.dtype == tf.uint8 and predicted.dtype == np.uint8
+  np.testing.assert_array_equal(images.numpy(), predicted)
