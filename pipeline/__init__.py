@@ -2,7 +2,8 @@
 
 Readers: `from_shards` (glob or list), `from_dataset_dir` (built folder), `from_tfds` (TFDS
 name), all ending in `make_dataset`, configured by one `PipelineConfig`; `dataset_info` for
-class names and counts; `image_dataset_from_directory` as a Keras drop-in for raw folders.
+class names and counts; `image_dataset_from_directory` as a Keras drop-in for raw folders;
+`load_splits` for the train/validation/test datasets of one `DataSource`, ready for `fit`.
 """
 
 from petpipe.pipeline.config import PipelineConfig
@@ -14,15 +15,23 @@ from petpipe.pipeline.reading import dataset_info
 from petpipe.pipeline.reading import from_dataset_dir
 from petpipe.pipeline.reading import from_shards
 from petpipe.pipeline.reading import from_tfds
+from petpipe.pipeline.training_data import DataSource
+from petpipe.pipeline.training_data import InputLayout
+from petpipe.pipeline.training_data import TrainingData
+from petpipe.pipeline.training_data import load as load_splits
 
 __all__ = [
+    "DataSource",
     "DatasetInfo",
+    "InputLayout",
     "PipelineConfig",
     "ShardSlice",
+    "TrainingData",
     "dataset_info",
     "from_dataset_dir",
     "from_shards",
     "from_tfds",
     "image_dataset_from_directory",
+    "load_splits",
     "make_dataset",
 ]

@@ -6,21 +6,40 @@ network interface: run dispatchers and workers only on a trusted network.
 
 from __future__ import annotations
 
+import socket
 from typing import Optional
 
 import tensorflow as tf
 
 PROTOCOL = "grpc"
+# Seconds to wait for the dispatcher to accept a connection.
+CONNECT_SECONDS = 10
 
 
 def service_address(address: str) -> str:
-  """`HOST:PORT` or `grpc://HOST:PORT` → `grpc://HOST:PORT`."""
+  """`HOST:PORT` or `grpc://HOST:PORT` → `grpc://HOST:PORT`, checked."""
   if "://" in address:
     scheme = address.split("://", 1)[0]
     if scheme != PROTOCOL:
       raise ValueError(f"tf.data service addresses use grpc://. Received: data_service={address!r}")
-    return address
-  return f"{PROTOCOL}://{address}"
+  else:
+    address = f"{PROTOCOL}://{address}"
+  host, _, port = address.split("://", 1)[1].rpartition(":")
+  if not host or not port.isdigit() or not 0 < int(port) < 65536:
+    raise ValueError(f"expected grpc://HOST:PORT or HOST:PORT. Received: data_service={address!r}")
+  return address
+
+
+def check_dispatcher(address: str, timeout: float = CONNECT_SECONDS) -> None:
+  """Raises ConnectionError when nothing answers at the dispatcher's address: TensorFlow
+  would wait for it forever."""
+  host, _, port = service_address(address).split("://", 1)[1].rpartition(":")
+  try:
+    socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+  except OSError as e:
+    raise ConnectionError(
+        f"no tf.data service dispatcher answers at {address} ({e.strerror or e}); start one "
+        "with `petpipe data-service dispatcher`.") from None
 
 
 def through_service(dataset: tf.data.Dataset, address: str, job_name: Optional[str] = None) -> tf.data.Dataset:

@@ -3,7 +3,6 @@ one-line error; an interrupted run resumes to the same weights."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import signal
@@ -18,7 +17,10 @@ import tensorflow as tf
 from click.testing import CliRunner
 from PIL import Image
 
+from petpipe import experiment
+from petpipe.models import training
 from petpipe.pipeline import schema
+from petpipe.scripts import train as train_command
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "scripts", "train.py")
@@ -27,16 +29,6 @@ OUTPUT_FILES = ("model.keras", "classes.json", "metrics.json", "curves.png", "sa
                 "confusion.png")
 
 
-def _load_train():
-  # scripts/ is not a package: load the command from its file.
-  spec = importlib.util.spec_from_file_location("train_script", SCRIPT)
-  module = importlib.util.module_from_spec(spec)
-  sys.modules[spec.name] = module  # dataclasses look their module up by name
-  spec.loader.exec_module(module)
-  return module
-
-
-train = _load_train()
 
 
 def _picture(label: int, rng: np.random.Generator, size: int, channels: int = 1) -> np.ndarray:
@@ -80,7 +72,7 @@ def write_folder(root: str, per_class: int = 6, size: int = 20) -> str:
 
 
 def invoke(args, **kwargs):
-  return CliRunner().invoke(train.main, [str(a) for a in args], **kwargs)
+  return CliRunner().invoke(train_command.main, [str(a) for a in args], **kwargs)
 
 
 def _assert_ok(result):
@@ -175,8 +167,12 @@ def test_saved_model_and_classes_json_describe_the_data(finished_run):
   model = keras.models.load_model(os.path.join(out, "model.keras"), safe_mode=True)
   assert model.input_shape == (None, 16, 16, 1) and model.output_shape == (None, 1)
   with open(os.path.join(out, "classes.json")) as f:
-    assert json.load(f) == {"class_names": ["cat", "dog"], "image_size": [16, 16],
-                            "channels": 1, "model": "mlp"}
+    classes = json.load(f)
+  assert {k: classes[k] for k in ("class_names", "image_size", "channels", "model")} == {
+      "class_names": ["cat", "dog"], "image_size": [16, 16], "channels": 1, "model": "mlp"}
+  # What prediction applies: the size and channels the model was trained at.
+  assert classes["preprocessing"]["image_size"] == [16, 16]
+  assert classes["preprocessing"]["channels"] == 1
 
 
 @pytest.mark.slow
@@ -216,9 +212,9 @@ def demo(tmp_path_factory):
   """The no-argument demo, reduced: (result, working folder, cache folder)."""
   cwd, cache = tmp_path_factory.mktemp("demo"), tmp_path_factory.mktemp("cache")
   with pytest.MonkeyPatch.context() as patch:
-    patch.setenv(train.CACHE_ENV, str(cache))
-    patch.setattr(train, "DEMO", train.DemoSettings(per_class=30, min_size=40, max_size=60,
-                                                    epochs=1))
+    patch.setenv(experiment.CACHE_ENV, str(cache))
+    patch.setattr(experiment, "DEMO", experiment.DemoSettings(per_class=30, min_size=40,
+                                                              max_size=60, epochs=1))
     patch.chdir(cwd)
     return invoke([]), cwd, cache
 
@@ -342,8 +338,8 @@ def test_interrupted_runs_resume_to_the_same_weights(tmp_path):
     (["--folder", ".", "--learning-rate", 0], "--learning-rate"),
     (["--folder", ".", "--channels", 2], "--channels"),
     (["--folder", ".", "--dataset", "pet_images"], "one data source"),
-    (["--val-shards", "x*"], "go with --shards"),
-    (["--folder", ".", "--data-service", "127.0.0.1:5050"], "not --folder"),
+    (["--val-shards", "x*"], "go with shards"),
+    (["--folder", ".", "--data-service", "127.0.0.1:5050"], "not a folder"),
     (["--data-service", "http://127.0.0.1:5050"], "grpc://"),
     (["--data-service", "127.0.0.1"], "HOST:PORT"),
     (["--shards", "x-train.tfrecord*", "--data-service", "grpc://127.0.0.1:1"],
@@ -397,10 +393,10 @@ def test_bad_tf_config_combinations_are_one_line_errors(tf_config, args, fragmen
 def test_unknown_tfds_dataset_is_a_one_line_error(tmp_path):
   result = invoke(["--dataset", "no_such_dataset_xyz", "--data-dir", tmp_path,
                    "--out", tmp_path / "out"])
-  _assert_one_line_error(result, "--dataset")
+  _assert_one_line_error(result, "no built no_such_dataset_xyz")
 
 
 def test_class_weights_are_inverse_frequency():
-  assert train.class_weights([10, 10]) == {0: 1.0, 1: 1.0}
-  assert train.class_weights([30, 10]) == pytest.approx({0: 40 / 60, 1: 40 / 20})
-  assert train.class_weights([5, 0, 5]) == {0: 1.0, 1: 1.0, 2: 1.0}
+  assert training.class_weights([10, 10]) == {0: 1.0, 1: 1.0}
+  assert training.class_weights([30, 10]) == pytest.approx({0: 40 / 60, 1: 40 / 20})
+  assert training.class_weights([5, 0, 5]) == {0: 1.0, 1: 1.0, 2: 1.0}

@@ -1,0 +1,93 @@
+"""What a finished run reports: loss and accuracy per split, and its pictures.
+
+Data-agnostic like the training loop: it takes datasets of `(images, labels)` batches and
+the number of examples each holds.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Mapping, Optional, Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from petpipe.models import head
+from petpipe.models import plots
+
+SPLITS = ("train", "validation", "test")
+SAMPLE_COUNT = 16
+
+
+def evaluate(model: keras.Model, dataset: tf.data.Dataset, examples: int) -> dict:
+  """Loss, accuracy, examples and images/s of `model` on `dataset`."""
+  start = time.perf_counter()
+  result = model.evaluate(dataset, verbose=0, return_dict=True)
+  seconds = time.perf_counter() - start
+  return {"loss": float(result["loss"]), "accuracy": float(result["accuracy"]),
+          "examples": examples, "images_per_second": examples / seconds}
+
+
+def report(model: keras.Model, evaluation: Mapping[str, tf.data.Dataset],
+           counts: Mapping[str, Sequence[int]], class_names: Sequence[str],
+           history: Sequence[dict], paths: Mapping[str, str],
+           multi_worker: bool = False) -> dict:
+  """Evaluates every split and draws the pictures; returns the final metrics per split.
+
+  Args:
+    evaluation: split -> batches in a fixed order.
+    counts: split -> examples per class.
+    paths: where to draw "curves", "samples" and "confusion" (PNG files).
+    multi_worker: each worker predicts the whole split itself (see `_predictions`).
+
+  Returns:
+    split -> `evaluate`'s dict, None for a split the data does not have.
+  """
+  final = {split: None for split in SPLITS}
+  for split, dataset in evaluation.items():
+    final[split] = evaluate(model, dataset, sum(counts[split]))
+  shown = next(s for s in ("test", "validation", "train") if s in evaluation)
+  labels, predicted, confidence, images = _predictions(model, evaluation[shown], multi_worker)
+  plots.curves(history, paths["curves"])
+  plots.samples(images, labels, predicted, confidence, class_names, paths["samples"])
+  matrix = plots.confusion_matrix(labels, predicted, len(class_names))
+  plots.confusion(matrix, class_names, paths["confusion"], title=f"{shown} split")
+  return final
+
+
+def metrics(config: dict, class_names: Sequence[str], counts: Mapping[str, Sequence[int]],
+            history: Sequence[dict], final: Optional[dict], outputs: dict) -> dict:
+  """metrics.json's content; `final` is None until training has finished."""
+  trained = [row["images_per_second"] for row in history]
+  test = (final or {}).get("test")
+  return {
+      "config": config,
+      "class_names": list(class_names),
+      "counts": {split: dict(zip(class_names, c)) for split, c in counts.items()},
+      "epochs": list(history),
+      "final": final,
+      "images_per_second": {
+          "train": float(np.mean(trained)) if trained else None,
+          "test": test["images_per_second"] if test else None,
+      },
+      "outputs": outputs,
+  }
+
+
+def _predictions(model: keras.Model, dataset: tf.data.Dataset, multi_worker: bool = False):
+  """Labels, predicted classes, their probabilities, and the first images, in order."""
+  # Under a multi-worker strategy `predict_on_batch` gathers the batches of all workers;
+  # here each worker predicts the whole split itself, so it calls the model directly.
+  predict = (lambda x: model(x, training=False)) if multi_worker else model.predict_on_batch
+  labels, predicted, confidence, images = [], [], [], []
+  for batch_images, batch_labels in dataset:
+    probabilities = head.probabilities(keras.ops.convert_to_numpy(predict(batch_images)))
+    labels.append(np.asarray(batch_labels))
+    predicted.append(probabilities.argmax(axis=-1))
+    confidence.append(probabilities.max(axis=-1))
+    if sum(len(i) for i in images) < SAMPLE_COUNT:
+      images.append(np.asarray(batch_images))
+  images = np.concatenate(images)[:SAMPLE_COUNT]
+  return np.concatenate(labels), np.concatenate(predicted), np.concatenate(confidence), images

@@ -1,0 +1,383 @@
+"""A whole training run from one config: data → model → resumable training → outputs.
+
+    from petpipe import experiment
+    metrics = experiment.run(experiment.RunConfig(shards="out/.../pet_images-train.tfrecord*",
+                                                  model="cnn", epochs=5, out="outputs/cnn"))
+
+The `petpipe train` command fills a `RunConfig` and calls `run`; errors are ordinary
+exceptions (ValueError, FileNotFoundError, ConnectionError). Writes to `out`:
+
+* `model.keras`: the trained model (takes uint8 pixels; rescales and augments itself);
+* `classes.json`: class names, model name and "preprocessing" (the one image transform's
+  settings: size, channels, resize policy), which `petpipe predict` applies;
+* `metrics.json` (rewritten after every epoch, atomically): the config as used, class names,
+  counts per split and class, per-epoch history, final metrics per split, images/s;
+* `curves.png`, `samples.png`, `confusion.png`, `tensorboard/`;
+* `backup/`: the state after the last finished epoch; running the same config again
+  continues from there (bit-identical with `seed` and `deterministic` on CPU).
+
+Under a multi-worker TF_CONFIG every worker runs this same config in step; only the chief
+(the "chief" task, else worker 0) writes `out`, the others write to $PETPIPE_WORKER_DIR or
+a temporary folder removed at the end.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import inspect
+import os
+import shutil
+import tempfile
+from typing import Optional, Tuple
+
+import keras
+import tensorflow as tf
+
+from petpipe import models
+from petpipe.models import accelerator
+from petpipe.models import determinism
+from petpipe.models import head
+from petpipe.models import reports
+from petpipe.models import strategy
+from petpipe.models import training
+from petpipe.models import checkpoint
+from petpipe.pipeline import service
+from petpipe.pipeline import training_data
+from petpipe.pipeline import transform
+
+DEFAULT_EPOCHS = 10
+CACHE_ENV = "PETPIPE_CACHE"
+# Where a non-chief worker writes its copy of the outputs, kept (for tests and debugging).
+WORKER_DIR_ENV = "PETPIPE_WORKER_DIR"
+
+# What a run writes into `out`.
+OUTPUTS = {
+    "model": "model.keras",
+    "classes": "classes.json",
+    "metrics": "metrics.json",
+    "curves": "curves.png",
+    "samples": "samples.png",
+    "confusion": "confusion.png",
+    "tensorboard": "tensorboard",
+    "backup": "backup",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class DemoSettings:
+  """The embedded demo: synthetic PetImages, built and trained with no data given.
+
+  Attributes:
+    per_class: synthetic images per class (before the builder's validation).
+    min_size: smallest image side of the synthetic files.
+    max_size: largest image side.
+    builder_config: the `pet_images` config the demo builds.
+    model: the model the demo trains.
+    epochs: epochs the demo trains.
+  """
+
+  per_class: int = 600
+  min_size: int = 64
+  max_size: int = 160
+  builder_config: str = "gray100"
+  model: str = "cnn"
+  epochs: int = 5
+
+
+DEMO = DemoSettings()
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+  """One training run.
+
+  Attributes:
+    shards: glob of the training shards (validation/test found beside them).
+    val_shards: glob of the validation shards (default: the sibling split).
+    test_shards: glob of the test shards (default: the sibling split).
+    dataset: TFDS name (e.g. "pet_images/gray100"), read from `data_dir`.
+    data_dir: TFDS data directory for `dataset`.
+    folder: image folder with one sub-folder per class.
+    demo: no data given: train on the embedded demo's data (set by `resolve`).
+    data_service: tf.data service dispatcher (grpc://HOST:PORT) the training input runs on.
+    model: registered model name (default: the demo's, else `models.DEFAULT`).
+    epochs: total epochs (a resumed run counts the finished ones).
+    batch_size: images per batch and replica.
+    image_size: (height, width) the model sees (default: the stored size, else 100).
+    channels: 1 (grayscale) or 3 (RGB) (default: the stored channels, else 1).
+    learning_rate: Adam's learning rate.
+    seed: run seed; None picks one (kept in the backup, so a resumed run reuses it).
+    deterministic: deterministic ops and input order.
+    augment: in-model augmentation; None keeps the model's default.
+    class_weights: "auto" (inverse class frequency of the training split) or "none".
+    mixed_precision: "auto", "on" or "off".
+    jit_compile: "auto", "on" or "off".
+    steps_per_execution: train steps per compiled call; None = auto.
+    out: output folder (default: outputs/demo or outputs/MODEL).
+  """
+
+  shards: Optional[str] = None
+  val_shards: Optional[str] = None
+  test_shards: Optional[str] = None
+  dataset: Optional[str] = None
+  data_dir: Optional[str] = None
+  folder: Optional[str] = None
+  demo: bool = False
+  data_service: Optional[str] = None
+  model: Optional[str] = None
+  epochs: Optional[int] = None
+  batch_size: int = 32
+  image_size: Optional[Tuple[int, int]] = None
+  channels: Optional[int] = None
+  learning_rate: float = 1e-3
+  seed: Optional[int] = None
+  deterministic: bool = False
+  augment: Optional[bool] = None
+  class_weights: str = "auto"
+  mixed_precision: str = "auto"
+  jit_compile: str = "auto"
+  steps_per_execution: Optional[int] = None
+  out: Optional[str] = None
+
+  def source(self) -> training_data.DataSource:
+    return training_data.DataSource(
+        shards=self.shards, val_shards=self.val_shards, test_shards=self.test_shards,
+        dataset=self.dataset, data_dir=self.data_dir, folder=self.folder)
+
+
+def resolve(config: RunConfig) -> RunConfig:
+  """Fills the defaults that depend on the source (demo, model, epochs, out) and checks
+  the combination of options.
+
+  Raises:
+    ValueError: several data sources, options that do not go together, an unknown model,
+      a malformed tf.data service address.
+  """
+  demo = not any((config.shards, config.dataset, config.folder, config.val_shards,
+                  config.test_shards, config.data_dir))
+  if not demo:
+    config.source()  # checks the combination of data options
+  data_service = config.data_service and service.service_address(config.data_service)
+  if data_service and config.folder:
+    raise ValueError("A tf.data service reads record shards, not a folder: build the "
+                     "folder first (the image_folder builder), then train on the dataset.")
+  model = config.model or (DEMO.model if demo else models.DEFAULT)
+  models.get(model)
+  if config.batch_size <= 0 or (config.epochs is not None and config.epochs <= 0):
+    raise ValueError("batch_size and epochs must be positive.")
+  return dataclasses.replace(
+      config, demo=demo, model=model, data_service=data_service or None,
+      epochs=config.epochs or (DEMO.epochs if demo else DEFAULT_EPOCHS),
+      out=config.out or os.path.join("outputs", "demo" if demo else model))
+
+
+def check_out(out: str) -> None:
+  """Raises OSError early (before any training) when `out` cannot be written."""
+  try:
+    os.makedirs(out, exist_ok=True)
+    probe = os.path.join(out, ".write-test")
+    with open(probe, "w"):
+      pass
+    os.remove(probe)
+  except OSError as e:
+    raise OSError(f"cannot write to {out}: {e.strerror or e}.") from None
+
+
+def cache_dir() -> str:
+  return os.environ.get(CACHE_ENV) or os.path.join(os.path.expanduser("~"), ".cache", "petpipe")
+
+
+def prepare_demo(settings: Optional[DemoSettings] = None) -> str:
+  """Writes the sample PetImages and builds them with `pet_images` (each only once);
+  returns the glob of the built training shards."""
+  import tensorflow_datasets as tfds
+
+  from petpipe.builders import sample_data
+  from petpipe.builders.pet_images.pet_images_dataset_builder import Builder
+
+  settings = settings or DEMO
+  root = os.path.join(cache_dir(), "demo")
+  name = f"sample-{settings.per_class}-{settings.min_size}-{settings.max_size}"
+  sample = os.path.join(root, name)
+  if not os.path.isdir(sample):
+    print(f"Writing the sample PetImages to {sample}", flush=True)
+    partial = f"{sample}.partial"  # renamed when complete: an interrupted write is redone
+    shutil.rmtree(partial, ignore_errors=True)
+    sample_data.write_sample_folder(partial, per_class=settings.per_class,
+                                    min_size=settings.min_size, max_size=settings.max_size)
+    os.replace(partial, sample)
+  builder = Builder(config=settings.builder_config, data_dir=os.path.join(root, f"data-{name}"))
+  if not builder.is_prepared():
+    print(f"Building pet_images/{settings.builder_config} into {builder.data_dir}", flush=True)
+    builder.download_and_prepare(
+        download_config=tfds.download.DownloadConfig(manual_dir=sample))
+  return os.path.join(os.fspath(builder.data_dir), "pet_images-train.tfrecord*")
+
+
+def run(config: RunConfig, where: Optional[strategy.Placement] = None,
+        distribution: Optional[tf.distribute.Strategy] = None) -> dict:
+  """Trains (or resumes) `config` and writes every output; returns metrics.json's content.
+
+  `config` is resolved first (`resolve`); with no data source the demo's data is built.
+  Under a multi-worker TF_CONFIG every worker runs all of it in step (training, evaluation
+  and saving hold collective ops that must match), but only the chief writes to `out`.
+  """
+  config = resolve(config)
+  where = where or strategy.placement()
+  if where.multi_worker and config.data_service:
+    raise ValueError("A tf.data service is for a single training process; under a "
+                     "multi-worker TF_CONFIG each worker reads its share itself.")
+  if where.multi_worker and config.demo:
+    raise ValueError("Multi-worker training needs shards, a dataset or a folder (the demo "
+                     "builds its data on one machine).")
+  if where.is_chief:
+    check_out(config.out)
+  if config.data_service:
+    service.check_dispatcher(config.data_service)
+  # A multi-worker strategy must exist before any other TensorFlow op runs (the demo's
+  # build runs some): create it first, or pass it in.
+  distribution = distribution or strategy.create(where)
+  if config.demo:
+    config = dataclasses.replace(config, shards=prepare_demo())
+  if where.is_chief:
+    return _train(config, where, distribution, config.out)
+  kept = os.environ.get(WORKER_DIR_ENV)
+  out = kept or tempfile.mkdtemp(prefix=f"petpipe-worker{where.worker_index}-")
+  try:
+    os.makedirs(out, exist_ok=True)
+    return _train(config, where, distribution, out)
+  finally:
+    if not kept:
+      shutil.rmtree(out, ignore_errors=True)
+
+
+def _train(config: RunConfig, where: strategy.Placement,
+           distribution: tf.distribute.Strategy, out: str) -> dict:
+  """`run` for one process, writing to `out`; every worker resumes from the chief's backup."""
+  backup = os.path.join(config.out, OUTPUTS["backup"])
+  replicas = distribution.num_replicas_in_sync
+  state = checkpoint.load(backup)
+  seed = state["seed"] if state else (config.seed if config.seed is not None
+                                      else training.new_seed())
+  if where.multi_worker:
+    seed = _agree_with_chief(distribution, where, seed, state, backup)
+  chosen = accelerator.choose(config.mixed_precision, config.jit_compile,
+                              config.steps_per_execution or "auto")
+  if replicas > 1 or where.multi_worker:
+    # tf.distribute places each replica's share of a batch on its device itself.
+    chosen = dataclasses.replace(chosen, prefetch_device=None)
+  layout = training_data.InputLayout(
+      batch_size=strategy.global_batch_size(config.batch_size, replicas),
+      workers=where.workers, worker_index=where.worker_index,
+      data_service=config.data_service)
+  data = training_data.load(config.source(), layout, seed=seed, image_size=config.image_size,
+                            channels=config.channels, deterministic=config.deterministic)
+  # A resumed run must share the settings and read the same data (classes, counts).
+  settings = {**_comparable(config, replicas), "data": data.fingerprint}
+  if state:
+    training.resume_state(backup, settings)
+
+  accelerator.apply_policy(chosen)
+  determinism.seed_everything(seed, config.deterministic)
+  # Variables made in the scope are mirrored on every replica, and kept equal.
+  with distribution.scope():
+    model = _compiled_model(config, data, seed, chosen)
+  # Keras compiles without XLA when a layer or deterministic ops do not allow it.
+  chosen = dataclasses.replace(chosen, jit_compile=bool(model.jit_compile))
+  if state:
+    start = int(state["epoch"])
+    if start < config.epochs:
+      print(f"Continuing from epoch {start} of {config.epochs} (state in {backup}).", flush=True)
+    else:
+      print(f"{config.out} already holds {start} trained epochs: evaluating them again "
+            "(raise epochs to train on, or use another output folder to start over).",
+            flush=True)
+
+  weights = (training.class_weights(data.counts["train"]) if config.class_weights == "auto"
+             else None)
+  preprocessing = transform.Preprocessing(image_size=tuple(data.image_size),
+                                          channels=data.channels)
+  # The settings as used: defaults filled in from the data and the machine.
+  used = {**dataclasses.asdict(config), "seed": seed, "image_size": list(data.image_size),
+          "channels": data.channels, "augment": _augments(config),
+          "class_weight_values": weights, "accelerator": dataclasses.asdict(chosen),
+          "strategy": {"name": where.strategy_name, "workers": where.workers,
+                       "replicas": replicas, "global_batch_size": layout.batch_size,
+                       "train_shard_policy": data.train_shard_policy}}
+  checkpoint.write_json(os.path.join(out, OUTPUTS["classes"]), {
+      "class_names": data.class_names, "image_size": list(data.image_size),
+      "channels": data.channels, "model": config.model,
+      "preprocessing": preprocessing.to_dict()})
+  paths = {k: os.path.join(out, v) for k, v in OUTPUTS.items()}
+
+  def write_metrics(history, final=None):
+    checkpoint.write_json(paths["metrics"], reports.metrics(
+        used, data.class_names, data.counts, history, final, OUTPUTS))
+
+  history = training.fit_epochs(
+      model, data.train, epochs=config.epochs, seed=seed,
+      backup_dir=os.path.join(out, OUTPUTS["backup"]), settings=settings, state=state,
+      restore_from=backup, validation=data.evaluation.get("validation"), class_weight=weights,
+      callbacks=_callbacks(paths["tensorboard"]),
+      prepare=lambda batches: accelerator.prefetch(batches, chosen),
+      after_epoch=write_metrics)
+  training.save_model(model, paths["model"])
+  final = reports.report(model, data.evaluation, data.counts, data.class_names, history,
+                         paths, where.multi_worker)
+  write_metrics(history, final)
+  return reports.metrics(used, data.class_names, data.counts, history, final, OUTPUTS)
+
+
+def _augments(config: RunConfig) -> bool:
+  """Whether the model augments: the config's choice, else the model's default."""
+  if config.augment is not None:
+    return config.augment
+  parameter = inspect.signature(models.get(config.model)).parameters.get("augment")
+  return bool(parameter and parameter.default)
+
+
+def _comparable(config: RunConfig, replicas: int = 1) -> dict:
+  """The settings a resumed run must share with the interrupted one (not the epochs, where
+  the folder is, nor whether the input runs on a tf.data service); with several replicas,
+  their number too, since it sets the global batch."""
+  settings = dataclasses.asdict(config)
+  for free in ("epochs", "out", "data_service"):
+    settings.pop(free)
+  if replicas != 1:
+    settings["replicas"] = replicas
+  return settings
+
+
+def _compiled_model(config: RunConfig, data: training_data.TrainingData, seed: int,
+                    chosen: accelerator.AcceleratorSettings) -> keras.Model:
+  num_classes = len(data.class_names)
+  options = {} if config.augment is None else {"augment": config.augment}
+  model = models.build(config.model, (*data.image_size, data.channels), num_classes,
+                       seed=seed, **options)
+  model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
+                loss=head.loss(num_classes), metrics=[head.accuracy(num_classes)],
+                jit_compile=chosen.jit_compile,
+                steps_per_execution=chosen.steps_per_execution)
+  return model
+
+
+def _agree_with_chief(distribution: tf.distribute.Strategy, where: strategy.Placement,
+                      seed: int, state: Optional[dict], backup: str) -> int:
+  """The chief's run seed, for every worker (a worker given no seed draws its own); fails
+  on every worker alike unless all found the same finished epochs in the chief's backup."""
+  rows = strategy.gather_from_workers(distribution, where, [seed, state["epoch"] if state else 0])
+  epochs = [epoch for _, epoch in rows]
+  if len(set(epochs)) > 1:
+    raise ValueError(
+        f"the workers found different finished epochs in {backup} "
+        f"({', '.join(map(str, epochs))}): to resume, every worker must read the chief's output "
+        "folder.")
+  return rows[0][0]
+
+
+def _callbacks(tensorboard_dir: str) -> list:
+  if importlib.util.find_spec("tensorboard"):
+    return [keras.callbacks.TensorBoard(tensorboard_dir, write_graph=False)]
+  print("tensorboard is not installed: no TensorBoard logs.", flush=True)
+  return []
