@@ -1,131 +1,28 @@
-"""Distributed paths measured side by side, in one run, on one generated folder.
+"""Measure Beam builds and tf.data service input against local ones, on one generated folder.
 
-1. Build: the local pet_images build vs the same build on Beam's DirectRunner
-   with 2 worker processes (files/s, ratio).
-2. Input: one epoch of the JPEG ("original") training split, decoded to
-   100x100 grayscale batches of 32, locally vs through a tf.data service with 1
-   and then 2 workers started by scripts/data_service.py on 127.0.0.1.
+See `petpipe.benchmarks.distributed` for what is measured. Writes
+OUT/distributed_benchmark.json and prints a table.
 
     python scripts/benchmark_distributed.py --images 2000 --out benchmark_results
 """
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import subprocess
-import sys
-import tempfile
-import time
-
 import click
 
-SCRIPTS = os.path.dirname(os.path.abspath(__file__))
+from petpipe.benchmarks import distributed
 
 
-def _build(manual: str, data_dir: str, config: str, beam_options=None):
-  import tensorflow_datasets as tfds
-  from petpipe.builders.pet_images import pet_images_dataset_builder as pet_images
-
-  builder = pet_images.Builder(config=config, data_dir=data_dir)
-  start = time.perf_counter()
-  builder.download_and_prepare(
-      download_config=tfds.download.DownloadConfig(manual_dir=manual, beam_options=beam_options)
-  )
-  return builder, time.perf_counter() - start
-
-
-def _epoch_rate(make_dataset, repeats: int) -> float:
-  best = 0.0
-  for _ in range(repeats):
-    ds = make_dataset()
-    start = time.perf_counter()
-    count = sum(int(labels.shape[0]) for _, labels in ds)
-    best = max(best, count / (time.perf_counter() - start))
-  return best
-
-
-class _Servers:
-  """A dispatcher and N workers on 127.0.0.1, as separate processes."""
-
-  def __init__(self, workers: int):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    cmd = [sys.executable, os.path.join(SCRIPTS, "data_service.py")]
-    self.procs = [subprocess.Popen(cmd + ["dispatcher", "--port", "0"], stderr=subprocess.PIPE, text=True, env=env)]
-    self.address = self._line(self.procs[0], "dispatcher listening on").rsplit(" ", 1)[1]
-    for _ in range(workers):
-      proc = subprocess.Popen(cmd + ["worker", "--dispatcher", self.address], stderr=subprocess.PIPE, text=True, env=env)
-      self.procs.append(proc)
-      self._line(proc, "worker registered")
-
-  @staticmethod
-  def _line(proc, text):
-    for line in proc.stderr:
-      if text in line:
-        return line.strip()
-    raise RuntimeError(f"server exited before printing {text!r}")
-
-  def close(self):
-    for proc in self.procs:
-      proc.kill()
-      proc.wait()
-
-
-@click.command()
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--images", default=2000, show_default=True, help="Good images in total.")
 @click.option("--repeats", default=3, show_default=True, help="Epochs timed per input path (best kept).")
 @click.option("--out", default="benchmark_results", show_default=True)
 def main(images: int, repeats: int, out: str) -> None:
-  from apache_beam.options.pipeline_options import PipelineOptions
-
-  from petpipe import pipeline
-  from petpipe.builders import sample_data
-  from petpipe.pipeline import service
-
-  scratch = tempfile.mkdtemp(prefix="dist_bench_")
+  """Measure Beam builds and tf.data service input against local ones."""
   try:
-    manual = os.path.join(scratch, "in")
-    report = sample_data.write_sample_folder(manual, per_class=images // 2, min_size=250, max_size=500, seed=0)
-    files = sum(report.counts.values()) + len(report.anomalies)
-    _, local_s = _build(manual, os.path.join(scratch, "local"), "gray100")
-    beam_options = PipelineOptions(
-        ["--runner=DirectRunner", "--direct_num_workers=2", "--direct_running_mode=multi_processing"]
-    )
-    _, beam_s = _build(manual, os.path.join(scratch, "beam"), "gray100", beam_options)
-
-    jpeg, _ = _build(manual, os.path.join(scratch, "jpeg"), "original")
-    config = pipeline.PipelineConfig(image_size=100, channels=1, batch_size=32, seed=0)
-    local = lambda: pipeline.from_dataset_dir(jpeg.data_dir, "train", config)
-    rates = {"local": _epoch_rate(local, repeats)}
-    for workers in (1, 2):
-      servers = _Servers(workers)
-      try:
-        remote = lambda: service.through_service(local(), servers.address)
-        rates[f"service_{workers}_workers"] = _epoch_rate(remote, repeats)
-      finally:
-        servers.close()
-
-    results = {
-        "files": files,
-        "build_files_per_s": {"local": files / local_s, "beam_direct_2_workers": files / beam_s},
-        "build_beam_over_local": local_s / beam_s,
-        "input_images_per_s": rates,
-        "input_over_local": {k: v / rates["local"] for k, v in rates.items()},
-    }
-    os.makedirs(out, exist_ok=True)
-    with open(os.path.join(out, "distributed_benchmark.json"), "w") as f:
-      json.dump(results, f, indent=2)
-    click.echo(f"\nbuild ({files} files, gray100):")
-    for name, rate in results["build_files_per_s"].items():
-      click.echo(f"  {name:<24}{rate:>8.0f} files/s")
-    click.echo(f"  Beam / local: {results['build_beam_over_local']:.2f}x")
-    click.echo("input (train split, JPEG -> 100x100 gray, batches of 32):")
-    for name, rate in rates.items():
-      click.echo(f"  {name:<24}{rate:>8.0f} images/s  {results['input_over_local'][name]:.2f}x local")
-    click.echo(f"wrote {os.path.join(out, 'distributed_benchmark.json')}")
-  finally:
-    shutil.rmtree(scratch, ignore_errors=True)
+    distributed.run(images=images, repeats=repeats, out_dir=out, log=click.echo)
+  except (ValueError, FileNotFoundError) as e:
+    raise click.ClickException(str(e)) from None
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ _WARNING = (
 )
 
 
-@click.group()
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
   """tf.data service servers for moving input preprocessing off the trainer."""
 

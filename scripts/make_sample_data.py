@@ -13,7 +13,7 @@ import click
 from petpipe.builders import sample_data
 
 
-@click.command()
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Folder to write PetImages/ (or the zip) into.")
 @click.option("--per-class", default=50, show_default=True, type=int,

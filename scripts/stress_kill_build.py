@@ -1,128 +1,31 @@
-"""Kill -9 a pet_images build at random moments; check it never leaves a broken dataset.
+"""Kill builds at random moments and check the result is identical to an uninterrupted one.
 
-After every kill the final dataset folder must be absent or complete; the last,
-uninterrupted run must clean the leftovers and write shards byte-identical to a
-build that was never interrupted.
+See `petpipe.benchmarks.kill_builds`. Exits 1 if any check fails.
 
     python scripts/stress_kill_build.py --kills 20
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
-import random
-import signal
-import subprocess
 import sys
-import tempfile
-import time
 
 import click
 
-_BUILD = """
-import sys
-import tensorflow_datasets as tfds
-from petpipe.builders.pet_images import pet_images_dataset_builder as p
-builder = p.Builder(config="gray100", data_dir=sys.argv[2])
-print("BUILDING", flush=True)
-builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=sys.argv[1]))
-print("DONE", flush=True)
-"""
-VERSION_DIR = ("pet_images", "gray100", "1.0.0")
+from petpipe.benchmarks import kill_builds
+from petpipe.benchmarks.kill_builds import run  # noqa: F401  (tests/test_kill_safe_build.py calls it from here)
 
 
-def _start(manual_dir: str, data_dir: str) -> subprocess.Popen:
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-  return subprocess.Popen(
-      [sys.executable, "-c", _BUILD, manual_dir, data_dir],
-      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
-  )
-
-
-def _wait_for(proc: subprocess.Popen, marker: str) -> None:
-  for line in proc.stdout:
-    if line.startswith(marker):
-      return
-  raise RuntimeError(f"build exited with {proc.wait()} before printing {marker}")
-
-
-def shard_hashes(data_dir: str) -> dict:
-  folder = os.path.join(data_dir, *VERSION_DIR)
-  return {
-      name: hashlib.sha256(open(os.path.join(folder, name), "rb").read()).hexdigest()
-      for name in sorted(os.listdir(folder))
-      if ".tfrecord" in name
-  }
-
-
-def final_dir_is_absent_or_complete(data_dir: str) -> bool:
-  folder = os.path.join(data_dir, *VERSION_DIR)
-  if not os.path.exists(folder):
-    return True
-  names = set(os.listdir(folder))
-  return {"dataset_info.json", "features.json", "manifest.jsonl"} <= names and any(".tfrecord" in n for n in names)
-
-
-def leftovers(data_dir: str) -> list[str]:
-  parent = os.path.join(data_dir, *VERSION_DIR[:2])
-  return [n for n in os.listdir(parent) if n.startswith("incomplete.")] if os.path.isdir(parent) else []
-
-
-def run(manual_dir: str, workdir: str, kills: int, seed: int = 0) -> dict:
-  """Reference build, `kills` killed builds into one data_dir, then a finishing build."""
-  rng = random.Random(seed)
-  reference = os.path.join(workdir, "reference")
-  proc = _start(manual_dir, reference)
-  _wait_for(proc, "BUILDING")
-  start = time.perf_counter()
-  _wait_for(proc, "DONE")
-  build_seconds = time.perf_counter() - start
-  proc.wait()
-
-  target = os.path.join(workdir, "killed")
-  killed_at, broken = [], 0
-  for _ in range(kills):
-    proc = _start(manual_dir, target)
-    _wait_for(proc, "BUILDING")
-    delay = rng.uniform(0, build_seconds)
-    time.sleep(delay)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    killed_at.append(round(delay, 3))
-    broken += not final_dir_is_absent_or_complete(target)
-    if os.path.exists(os.path.join(target, *VERSION_DIR)):
-      # The build finished before the kill: start again from nothing.
-      subprocess.run(["rm", "-rf", os.path.join(target, *VERSION_DIR)], check=True)
-  left_before = len(leftovers(target))
-  proc = _start(manual_dir, target)
-  _wait_for(proc, "DONE")
-  proc.wait()
-  return {
-      "build_seconds": build_seconds,
-      "killed_at_seconds": killed_at,
-      "broken_final_dirs": broken,
-      "leftovers_before_last_run": left_before,
-      "leftovers_after_last_run": len(leftovers(target)),
-      "identical_to_uninterrupted": shard_hashes(target) == shard_hashes(reference),
-  }
-
-
-@click.command()
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--kills", default=20, show_default=True)
 @click.option("--images", default=400, show_default=True, help="Sample images per class.")
 @click.option("--seed", default=0, show_default=True)
 def main(kills: int, images: int, seed: int) -> None:
-  from petpipe.builders import sample_data
-
-  with tempfile.TemporaryDirectory() as workdir:
-    sample_data.write_sample_folder(os.path.join(workdir, "in"), per_class=images, min_size=64, max_size=160, seed=seed)
-    result = run(os.path.join(workdir, "in"), workdir, kills, seed)
-  for key, value in result.items():
-    click.echo(f"{key}: {value}")
-  ok = result["broken_final_dirs"] == 0 and result["leftovers_after_last_run"] == 0 and result["identical_to_uninterrupted"]
-  click.echo("OK" if ok else "FAILED")
-  sys.exit(0 if ok else 1)
+  """Kill builds at random moments and check the result is identical to an uninterrupted one."""
+  try:
+    result = kill_builds.run_on_sample(kills=kills, images=images, seed=seed, log=click.echo)
+  except (ValueError, FileNotFoundError) as e:
+    raise click.ClickException(str(e)) from None
+  sys.exit(0 if result["ok"] else 1)
 
 
 if __name__ == "__main__":

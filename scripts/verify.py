@@ -12,7 +12,7 @@ import click
 from petpipe.pipeline import verify as verify_lib
 
 
-@click.command()
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("dataset_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--split", "splits", multiple=True, help="Only these splits (default: all).")
 def main(dataset_dir: str, splits: tuple[str, ...]) -> None:

@@ -1,0 +1,10 @@
+"""Benchmarks and stress tests of petpipe, callable from Python; `scripts/` holds their CLIs.
+
+* `input_speed`: every way of feeding one folder to Keras, side by side (images/s, peak RSS).
+* `build_speed`: the pet_images build against TFDS's cats_vs_dogs recipe (files/s).
+* `distributed`: Beam builds and tf.data service input against local ones.
+* `kill_builds`: `kill -9` builds at random moments; the result must stay intact.
+
+Submodules are not imported here: each one starts TensorFlow, and `input_speed` also runs
+as `python -m petpipe.benchmarks.input_speed` in its fresh worker processes.
+"""
