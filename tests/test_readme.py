@@ -30,8 +30,8 @@ def test_readme_python_training_example_trains_then_resumes(tmp_path):
     return result.stdout
 
   first = run()
-  assert "Epoch 3/3" in first and first.strip().splitlines()[-1].startswith("3 {")
+  assert "Epoch 2/2" in first and first.strip().splitlines()[-1].startswith("2 {")
   assert os.path.exists(tmp_path / "outputs" / "api" / "state.json")
   # The second run finds all epochs done: no training step, the same final line's epoch.
   second = run()
-  assert "Epoch 1/3" not in second and second.strip().splitlines()[-1].startswith("3 {")
+  assert "Epoch 1/2" not in second and second.strip().splitlines()[-1].startswith("2 {")
