@@ -81,6 +81,52 @@ def samples(
   figure.savefig(path, dpi=100)
 
 
+def image_grid(images: Sequence[np.ndarray], titles: Sequence[str], path: str,
+               columns: int = 4, title: str = "") -> None:
+  """uint8 images (H, W, 1 or 3) of any sizes in a grid, each with its title."""
+  count = len(images)
+  rows = max(1, math.ceil(count / columns))
+  figure = _figure(2.5 * columns, 2.7 * rows + (0.4 if title else 0))
+  if title:
+    figure.suptitle(title)
+  for index, axes in enumerate(np.atleast_1d(figure.subplots(rows, columns, squeeze=False).ravel())):
+    axes.axis("off")
+    if index < count:
+      _draw(axes, images[index])
+      axes.set_title(titles[index], fontsize=8)
+  figure.savefig(path, dpi=100)
+
+
+def bars(panels: Sequence[tuple[str, dict]], path: str, title: str = "") -> None:
+  """One bar chart per (title, {name: value or {series: value}}) panel, side by side."""
+  figure = _figure(5 * max(1, len(panels)), 4)
+  if title:
+    figure.suptitle(title)
+  for axes, (name, values) in zip(np.atleast_1d(figure.subplots(1, max(1, len(panels)))), panels):
+    axes.set_title(name)
+    nested = {k: v if isinstance(v, dict) else {"": v} for k, v in values.items()}
+    series = sorted({s for v in nested.values() for s in v})
+    width = 0.8 / max(1, len(series))
+    for i, serie in enumerate(series):
+      x = np.arange(len(nested)) + i * width
+      axes.bar(x, [v.get(serie, 0) for v in nested.values()], width, label=serie or None)
+    axes.set_xticks(np.arange(len(nested)) + width * (len(series) - 1) / 2, list(nested),
+                    rotation=30, ha="right")
+    if any(series):
+      axes.legend(fontsize=8)
+    if not nested:
+      axes.text(0.5, 0.5, "none", ha="center", va="center", transform=axes.transAxes)
+  figure.savefig(path, dpi=100)
+
+
+def _draw(axes, image: np.ndarray) -> None:
+  image = np.asarray(image)
+  if image.shape[-1] == 1:
+    axes.imshow(image[..., 0], cmap="gray", vmin=0, vmax=255)
+  else:
+    axes.imshow(np.clip(image, 0, 255).astype(np.uint8))
+
+
 def confusion(counts: np.ndarray, class_names: Sequence[str], path: str, title: str = "") -> None:
   """The confusion matrix as a heat map with the count in each cell."""
   size = max(4.0, 0.6 * len(class_names) + 3)

@@ -18,6 +18,8 @@ COMMANDS = {
                 "Classify image files or folders with a trained model."),
     "verify": ("petpipe.scripts.verify",
                "Check every record's CRC and every shard's count of a built dataset."),
+    "show": ("petpipe.scripts.show",
+             "Write pictures of a built dataset: examples with labels, and its card."),
     "sample-data": ("petpipe.scripts.make_sample_data",
                     "Write a synthetic PetImages folder or zip to try the builders."),
     "data-service": ("petpipe.scripts.data_service",

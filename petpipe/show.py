@@ -1,0 +1,70 @@
+"""See a built dataset: a grid of its examples with labels and file names, and its card.
+
+    paths = show("out/pet_images/gray100/1.0.0", out_dir=".", split="train", n=16)
+
+Works for every storage (raw pixels, JPEG, PNG): TFDS decodes each record with the
+dataset's own features, where `tfds.show_examples` refuses raw tensors. The second picture
+charts the build's card: examples per split and class, files skipped by reason, and the
+sizes of the source images.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from petpipe.models import plots
+from petpipe.pipeline import schema
+
+
+def show(dataset_dir: str, out_dir: str = ".", split: str = "train", n: int = 16,
+         columns: int = 4) -> tuple[str, Optional[str]]:
+  """Writes `<name>_<config>_<split>.png` (the first `n` examples of `split`) and, when the
+  dataset has a build card, `<name>_<config>_card.png` into `out_dir`; returns their paths
+  (the second None without a card).
+
+  Raises:
+    FileNotFoundError: `dataset_dir` is not a built dataset folder.
+    ValueError: `split` is not one of its splits, or `n` is not positive.
+  """
+  if not tf.io.gfile.exists(os.path.join(dataset_dir, "dataset_info.json")):
+    raise FileNotFoundError(f"{dataset_dir} is not a built dataset folder (no dataset_info.json).")
+  if n <= 0:
+    raise ValueError(f"n must be a positive int. Received: n={n!r}")
+  builder = tfds.builder_from_directory(dataset_dir)
+  info = builder.info
+  if split not in info.splits:
+    raise ValueError(f"{dataset_dir} has the splits {sorted(info.splits)}. Received: split={split!r}")
+  names = schema.class_names_of(info.features)
+  images, titles = [], []
+  for example in builder.as_dataset(split=split, shuffle_files=False).take(n).as_numpy_iterator():
+    images.append(np.asarray(example[schema.IMAGE]))
+    filename = example[schema.FILENAME].decode()
+    titles.append(f"{names[int(example[schema.LABEL])]}\n{_shorten(filename)}")
+  os.makedirs(out_dir, exist_ok=True)
+  stem = os.path.join(out_dir, f"{info.name}_{info.config_name or 'default'}")
+  grid = f"{stem}_{split}.png"
+  plots.image_grid(images, titles, grid, columns=columns,
+                   title=f"{info.name}/{info.config_name} {split}: first {len(images)} of "
+                         f"{info.splits[split].num_examples}")
+  card = info.metadata.get("card") if info.metadata else None
+  if not card:
+    return grid, None
+  card_path = f"{stem}_card.png"
+  sizes = {side: card.get(f"image_{side}") or {} for side in ("width", "height")}
+  plots.bars([
+      ("examples per split and class", card.get("counts_after_balancing", {})),
+      ("files skipped by reason", card.get("skipped_by_reason", {})),
+      ("source image sizes (px)", {stat: {side: sizes[side].get(stat, 0) for side in sizes}
+                                   for stat in ("min", "median", "max")}),
+  ], card_path, title=f"{info.name}/{info.config_name}: {card.get('files_found', '?')} files "
+                      f"found, status {card.get('status', {})}")
+  return grid, card_path
+
+
+def _shorten(name: str, limit: int = 28) -> str:
+  return name if len(name) <= limit else "…" + name[-(limit - 1):]

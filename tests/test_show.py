@@ -1,0 +1,60 @@
+"""`petpipe show` draws examples (label and file name) of every storage, and the build card."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from petpipe import show
+from petpipe.builders.folder_config import FolderConfig
+from petpipe.builders.image_folder import image_folder_dataset_builder as image_folder
+from petpipe.scripts import show as show_command
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory) -> str:
+  root = tmp_path_factory.mktemp("show") / "pets"
+  rng = np.random.default_rng(0)
+  for label in ("cat", "dog"):
+    (root / label).mkdir(parents=True)
+    for i in range(3):
+      Image.fromarray(rng.integers(0, 255, (20 + 4 * i, 24, 3), np.uint8)).save(
+          root / label / f"{label}{i}.jpg")
+  (root / "dog" / "empty.jpg").write_bytes(b"")
+  return str(root)
+
+
+def _build(folder, data_dir, encoding) -> str:
+  config = FolderConfig(name=f"show_{encoding}", root=folder, encoding=encoding,
+                        image_size=16 if encoding == "raw" else None, balance="none",
+                        split_percent=(100, 0, 0))
+  builder = image_folder.Builder(config=config, data_dir=str(data_dir))
+  builder.download_and_prepare()
+  return os.fspath(builder.data_dir)
+
+
+@pytest.mark.parametrize("encoding", ["raw", "jpeg", "png"])
+def test_show_draws_examples_of_every_storage_and_the_card(folder, tmp_path, encoding):
+  dataset_dir = _build(folder, tmp_path / "data", encoding)
+  grid, card = show.show(dataset_dir, str(tmp_path / "pictures"), n=4, columns=2)
+  assert os.path.basename(grid) == f"image_folder_show_{encoding}_train.png"
+  assert os.path.basename(card) == f"image_folder_show_{encoding}_card.png"
+  for path in (grid, card):
+    with Image.open(path) as picture:
+      pixels = np.asarray(picture.convert("L"))
+    # Drawn, not blank: the figure holds more than its background.
+    assert pixels.std() > 5, path
+
+
+def test_show_of_an_unknown_split_or_folder_is_a_one_line_error(folder, tmp_path):
+  dataset_dir = _build(folder, tmp_path / "data", "raw")
+  with pytest.raises(ValueError, match="Received: split='test'"):
+    show.show(dataset_dir, str(tmp_path), split="test")
+  result = CliRunner().invoke(show_command.main, [str(tmp_path / "nowhere")])
+  assert result.exit_code == 1
+  assert result.output.strip().startswith("Error:") and len(result.output.strip().splitlines()) == 1
+  assert "is not a built dataset folder" in result.output
