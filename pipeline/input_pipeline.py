@@ -13,6 +13,7 @@ from typing import Optional, Sequence, Union
 import tensorflow as tf
 
 from petpipe.pipeline import ops
+from petpipe.pipeline import records
 from petpipe.pipeline import schema
 from petpipe.pipeline import transform
 from petpipe.pipeline.config import PipelineConfig
@@ -65,7 +66,8 @@ def make_dataset(
     training: bool = True,
     num_classes: Optional[int] = None,
 ) -> tf.data.Dataset:
-  """Streams `(images, labels)` batches from TFRecord shards written with `schema`.
+  """Streams `(images, labels)` batches from TFRecord or ArrayRecord files written with
+  `schema` (ArrayRecord splits are shuffled globally, by record index).
 
   Nothing here materialises the dataset: memory is bounded by the shuffle buffer of
   serialized records and a few batches in flight, unless `config.cache` asks otherwise.
@@ -97,25 +99,10 @@ def make_dataset(
   shuffle = training and config.shuffles
   deterministic = config.deterministic
 
-  files = _shard_list(slices)
-  # Shuffle the file list first: it is tiny, and mixes the data beyond what the buffer holds.
-  if shuffle:
-    files = files.shuffle(len(slices), seed=config.seed, reshuffle_each_iteration=True)
-  # Interleave shards in parallel so reads overlap; out of order unless asked for determinism.
-  ds = _interleave(files, len(slices), deterministic)
-  # Cache (opt-in) serialized records: as small as the shards, and each epoch still reshuffles.
-  if config.cache == "memory":
-    ds = ds.cache()
-  elif config.cache != "none":
-    ds = ds.cache(config.cache)
-  # Shuffle serialized records, not decoded images: the bounded buffer stays small in bytes.
-  if shuffle:
-    ds = ds.shuffle(config.shuffle_buffer, seed=config.seed, reshuffle_each_iteration=True)
-  # Repeat after shuffling so that each epoch is seen whole before the next one starts.
-  if config.repeat:
-    ds = ds.repeat()
-  # Batch before parsing: one `parse_example` per batch costs far less than one per record.
-  ds = ds.batch(config.batch_size, drop_remainder=config.drop_remainder)
+  if records.format_of([s.path for s in slices]) == records.ARRAY_RECORD:
+    ds = _indexed_batches(slices, config, shuffle)
+  else:
+    ds = _streamed_batches(slices, config, shuffle)
   if not storage.is_raw:
     # Encoded images differ in size: parsed in batches, decoded one by one in parallel, re-batched.
     # Each image takes the one transform prediction also applies (JPEG scale chosen per image).
@@ -147,6 +134,52 @@ def make_dataset(
   # Prefetch so the next batches are prepared while the model trains on this one.
   ds = ds.prefetch(AUTOTUNE)
   return ds.with_options(pipeline_options(deterministic))
+
+
+def _streamed_batches(slices: Sequence[ShardSlice], config: PipelineConfig,
+                      shuffle: bool) -> tf.data.Dataset:
+  """Batches of serialized records streamed from TFRecord files."""
+  deterministic = config.deterministic
+  files = _shard_list(slices)
+  # Shuffle the file list first: it is tiny, and mixes the data beyond what the buffer holds.
+  if shuffle:
+    files = files.shuffle(len(slices), seed=config.seed, reshuffle_each_iteration=True)
+  # Interleave shards in parallel so reads overlap; out of order unless asked for determinism.
+  ds = _interleave(files, len(slices), deterministic)
+  # Cache (opt-in) serialized records: as small as the shards, and each epoch still reshuffles.
+  if config.cache == "memory":
+    ds = ds.cache()
+  elif config.cache != "none":
+    ds = ds.cache(config.cache)
+  # Shuffle serialized records, not decoded images: the bounded buffer stays small in bytes.
+  if shuffle:
+    ds = ds.shuffle(config.shuffle_buffer, seed=config.seed, reshuffle_each_iteration=True)
+  # Repeat after shuffling so that each epoch is seen whole before the next one starts.
+  if config.repeat:
+    ds = ds.repeat()
+  # Batch before parsing: one `parse_example` per batch costs far less than one per record.
+  ds = ds.batch(config.batch_size, drop_remainder=config.drop_remainder)
+  return ds
+
+
+def _indexed_batches(slices: Sequence[ShardSlice], config: PipelineConfig,
+                     shuffle: bool) -> tf.data.Dataset:
+  """Batches of serialized records read by index from ArrayRecord files."""
+  if config.cache != "none":
+    raise ValueError("cache is for TFRecord streams; ArrayRecord files are read by index "
+                     f"already. Received: cache={config.cache!r}")
+  source = records.IndexedRecords(sorted({os.fspath(s.path) for s in slices}))
+  indices = source.indices(slices)
+  ds = tf.data.Dataset.from_tensor_slices(indices)
+  # A true global shuffle: all of the split's indices (8 bytes each), not a window of records.
+  if shuffle:
+    ds = ds.shuffle(len(indices), seed=config.seed, reshuffle_each_iteration=True)
+  # Repeat after shuffling so that each epoch is seen whole before the next one starts.
+  if config.repeat:
+    ds = ds.repeat()
+  # Batch indices, then read each batch's records at once.
+  ds = ds.batch(config.batch_size, drop_remainder=config.drop_remainder)
+  return ds.map(source.read, num_parallel_calls=AUTOTUNE, deterministic=config.deterministic)
 
 
 def pipeline_options(deterministic: bool) -> tf.data.Options:

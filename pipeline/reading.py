@@ -16,6 +16,7 @@ from typing import Mapping, Optional, Sequence, Union
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from petpipe.pipeline import records
 from petpipe.pipeline import schema
 from petpipe.pipeline import verify
 from petpipe.pipeline.config import PipelineConfig
@@ -24,7 +25,7 @@ from petpipe.pipeline.input_pipeline import make_dataset
 Files = Union[str, os.PathLike, Sequence[Union[str, os.PathLike]]]
 
 # TFDS names shards `<name>-<split>.tfrecord-00000-of-00004`.
-_SPLIT_OF_SHARD = re.compile(r"-(?P<split>[^-]+)\.tfrecord(-\d+-of-\d+)?$")
+_SPLIT_OF_SHARD = re.compile(r"-(?P<split>[^-]+)\.(tfrecord|array_record)(-\d+-of-\d+)?$")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,7 +134,7 @@ def dataset_info(
     splits = tfds.builder_from_directory(folder).info.splits
     counts = {name: int(splits[name].num_examples) for name in splits.keys()}
   else:
-    counts = _count_records(paths or tf.io.gfile.glob(os.path.join(folder, "*.tfrecord*")))
+    counts = _count_records(paths or _record_files(os.path.join(folder, "*")))
   return DatasetInfo(
       class_names=tuple(schema.class_names_of(features)),
       storage=schema.storage_of(features),
@@ -170,7 +171,8 @@ def split_shards(dataset_dir: str, split: str) -> list:
         f"{dataset_dir} has no dataset_info.json, so its splits cannot be sliced or "
         f"combined (the shards' example counts are unknown). Received: split={split!r}"
     )
-  return resolve_files(os.path.join(dataset_dir, f"*-{split}.tfrecord*"))
+  return resolve_files(_record_files(os.path.join(dataset_dir, f"*-{split}")) or
+                       os.path.join(dataset_dir, f"*-{split}.tfrecord*"))
 
 
 def tfds_dataset_dir(name: str, data_dir: Optional[Union[str, os.PathLike]]) -> str:
@@ -214,8 +216,10 @@ def _count_records(paths: Sequence[str]) -> dict[str, int]:
   for path in paths:
     match = _SPLIT_OF_SHARD.search(os.path.basename(path))
     by_split.setdefault(match.group("split") if match else "unknown", []).append(path)
-  return {
-      split: int(tf.data.TFRecordDataset(files).reduce(tf.constant(0, tf.int64),
-                                                       lambda n, _: n + 1))
-      for split, files in sorted(by_split.items())
-  }
+  return {split: sum(records.num_records(f) for f in files)
+          for split, files in sorted(by_split.items())}
+
+
+def _record_files(prefix: str) -> list[str]:
+  """TFRecord or ArrayRecord files whose names start with `prefix`."""
+  return sorted(tf.io.gfile.glob(f"{prefix}.tfrecord*") + tf.io.gfile.glob(f"{prefix}.array_record*"))

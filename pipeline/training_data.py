@@ -21,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from petpipe.pipeline import records
 from petpipe.pipeline import schema
 from petpipe.pipeline import service
 from petpipe.pipeline import sharding
@@ -33,7 +34,7 @@ DEFAULT_IMAGE_SIZE = (100, 100)  # the tutorial's, when the data does not fix on
 DEFAULT_CHANNELS = 1
 FOLDER_VALIDATION_SPLIT = 0.2
 
-_SHARD_NAME = re.compile(r"^(?P<prefix>.+)-(?P<split>[A-Za-z0-9_]+)\.tfrecord")
+_SHARD_NAME = re.compile(r"^(?P<prefix>.+)-(?P<split>[A-Za-z0-9_]+)\.(?P<format>tfrecord|array_record)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -254,9 +255,9 @@ def _glob(pattern: str, name: str) -> list[str]:
   return files
 
 
-def _split_of(path: str) -> Optional[Tuple[str, str]]:
+def _split_of(path: str) -> Optional[Tuple[str, str, str]]:
   match = _SHARD_NAME.match(os.path.basename(path))
-  return (match["prefix"], match["split"]) if match else None
+  return (match["prefix"], match["split"], match["format"]) if match else None
 
 
 def _siblings(train_files: Sequence[str], split: str) -> list[str]:
@@ -264,8 +265,8 @@ def _siblings(train_files: Sequence[str], split: str) -> list[str]:
   named = {_split_of(f) for f in train_files}
   if len(named) != 1 or None in named:
     return []
-  ((prefix, _),) = named
-  pattern = os.path.join(os.path.dirname(train_files[0]), f"{prefix}-{split}.tfrecord*")
+  ((prefix, _, file_format),) = named
+  pattern = os.path.join(os.path.dirname(train_files[0]), f"{prefix}-{split}.{file_format}*")
   return sorted(tf.io.gfile.glob(pattern))
 
 
@@ -279,8 +280,8 @@ def _check_one_split(files: Sequence[str], name: str) -> None:
 def _label_counts(files: Sequence[str], num_classes: int) -> list[int]:
   """Examples per class, from the records' labels alone (no image is decoded)."""
   spec = {schema.LABEL: tf.io.FixedLenFeature([], tf.int64)}
-  labels = tf.data.TFRecordDataset(list(files)).batch(4096).map(
-      lambda records: tf.io.parse_example(records, spec)[schema.LABEL])
+  labels = records.in_order(files, 4096).map(
+      lambda serialized: tf.io.parse_example(serialized, spec)[schema.LABEL])
   counts = np.zeros(num_classes, dtype=np.int64)
   for batch in labels.as_numpy_iterator():
     counts += np.bincount(batch, minlength=num_classes)[:num_classes]

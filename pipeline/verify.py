@@ -1,10 +1,12 @@
 """Checks that a built dataset's shards hold what its metadata says.
 
-* `check_sizes` (cheap: file sizes only, run by the readers by default): a
-  TFRecord file is exactly the example bytes plus 16 bytes of framing per
-  record, so any missing, truncated or padded shard changes the total;
-* `verify` (reads everything): every record's CRC and every shard's record
-  count against `dataset_info.json`, naming the file at fault.
+* `check_sizes` (cheap, run by the readers by default): a TFRecord file is
+  exactly the example bytes plus 16 bytes of framing per record, so any
+  missing, truncated or padded shard changes the total; an ArrayRecord file's
+  footer (its index) must open and count the records the metadata says;
+* `verify` (reads everything): every record (with its CRC, for TFRecord) and
+  every shard's record count against `dataset_info.json`, naming the file at
+  fault. ArrayRecord has no per-record CRC: its chunks are checked as read.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import os
 
 import tensorflow as tf
 import tensorflow_datasets as tfds
+
+from petpipe.pipeline import records
 
 _FRAMING_BYTES = 16  # length (8) + length CRC (4) + data CRC (4)
 
@@ -42,6 +46,10 @@ def check_sizes(dataset_dir: str, splits=None) -> None:
     missing = [p for p in paths if not tf.io.gfile.exists(p)]
     if missing:
       raise CorruptDatasetError(f"split {split.name}: shard files missing: {missing}")
+    if records.format_of(paths) == records.ARRAY_RECORD:
+      for path, expected in zip(paths, split.shard_lengths):
+        _check_count(path, _array_record_count(path), expected)
+      continue
     actual = sum(tf.io.gfile.stat(p).length for p in paths)
     expected = int(split.num_bytes) + _FRAMING_BYTES * split.num_examples
     if actual != expected:
@@ -60,16 +68,30 @@ def verify(dataset_dir: str, splits=None) -> list[ShardReport]:
       path = os.fspath(path)
       if not tf.io.gfile.exists(path):
         raise CorruptDatasetError(f"{path}: shard file missing")
-      records = 0
+      count = 0
+      # TFRecord one record at a time, so a CRC error says how many records were good.
+      batch_size = 1 if records.file_format(path) == records.TFRECORD else 1024
       try:
-        for _ in tf.data.TFRecordDataset(path):
-          records += 1
-      except tf.errors.DataLossError as e:
-        detail = str(e).split("}}")[-1].split("[Op:")[0].strip()
-        raise CorruptDatasetError(f"{path}: {detail} (after {records} good records)") from None
-      if records != expected:
-        raise CorruptDatasetError(
-            f"{path}: {records} records, dataset_info.json says {expected}: the shard was truncated or changed"
-        )
-      reports.append(ShardReport(path, expected, records))
+        for batch in records.in_order([path], batch_size):
+          count += int(batch.shape[0])
+      except (tf.errors.DataLossError, tf.errors.UnknownError, RuntimeError, OSError) as e:
+        detail = str(e).split("}}")[-1].split("[Op:")[0].strip().splitlines()[0]
+        raise CorruptDatasetError(f"{path}: {detail} (after {count} good records)") from None
+      _check_count(path, count, expected)
+      reports.append(ShardReport(path, expected, count))
   return reports
+
+
+def _check_count(path: str, count: int, expected: int) -> None:
+  if count != expected:
+    raise CorruptDatasetError(
+        f"{path}: {count} records, dataset_info.json says {expected}: the shard was truncated "
+        "or changed")
+
+
+def _array_record_count(path: str) -> int:
+  try:
+    return records.num_records(path)
+  except (RuntimeError, OSError, ValueError) as e:  # the footer (index) does not parse
+    detail = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    raise CorruptDatasetError(f"{path}: not a readable ArrayRecord file ({detail})") from None
