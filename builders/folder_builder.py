@@ -63,7 +63,7 @@ class FolderBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     if self._on_beam:
       return self._beam_split_generators(source, label_of_dir, label)
     verdicts = _validated(source, config.limits)
-    by_split = self._plan_and_record(verdicts, label_of_dir)
+    by_split = self._plan_and_record(verdicts, label_of_dir, _ignored_folders(source))
     return {
         split: self._generate_examples(
             source, [(v, label[label_of_dir[v.class_dir]]) for c in names for v in per_class.get(c, [])]
@@ -71,13 +71,20 @@ class FolderBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         for split, per_class in by_split.items()
     }
 
-  def _plan_and_record(self, verdicts, label_of_dir) -> dict:
+  def _plan_and_record(self, verdicts, label_of_dir, ignored_folders=()) -> dict:
     """Splits and balances usable files; writes the manifest and the card."""
     config = self.builder_config
     names = self._label_names()
-    usable = [v for v in verdicts if v.usable]
+    usable = [v for v in verdicts if v.usable and v.class_dir in label_of_dir]
     if not usable:
       raise ValueError(f"No usable images: {len(verdicts)} files found, none decodable.")
+    found = collections.Counter(label_of_dir[v.class_dir] for v in usable)
+    empty = [n for n in names if not found[n]]
+    if empty and not getattr(config, "allow_empty_classes", False):
+      raise ValueError(
+          f"Class(es) with no usable image: {empty} (skip reasons in the files listed under them); "
+          'fix the data or class_names, or set "allow_empty_classes": true.'
+      )
     by_split = splits_lib.group(
         usable,
         lambda v: splits_lib.split_of(v.path, config.split_percent),
@@ -86,14 +93,17 @@ class FolderBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     before = _counts(by_split, names)
     dropped = []
     if config.balance == "undersample":
+      # Classes allowed to be empty take no part: they would cut every class to 0.
+      present = [n for n in names if found[n]]
       for split in by_split:
-        by_split[split], out = splits_lib.balance(by_split[split], lambda v: v.path, names)
+        by_split[split], out = splits_lib.balance(by_split[split], lambda v: v.path, present)
         dropped += [v for vs in out.values() for v in vs]
     not_kept = [v for v in verdicts if v.status != validation.KEPT]
-    _write_manifest(os.path.join(self.data_dir, MANIFEST), not_kept, dropped)
+    _write_manifest(os.path.join(self.data_dir, MANIFEST), not_kept, dropped, ignored_folders)
     self.info.metadata["card"] = card_lib.make_card(
         verdicts, before, _counts(by_split, names), len(dropped), config
     )
+    self.info.metadata["card"]["ignored_folders"] = list(ignored_folders)
     return {
         split: by_split[split]
         for split in splits_lib.SPLITS
@@ -164,8 +174,8 @@ class FolderBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     if self._on_beam:
       from petpipe.builders import beam_build  # Beam builds only: it imports apache_beam.
 
-      _, label_of_dir = self._source(dl_manager)
-      self._plan_and_record(beam_build.read_verdicts(self.data_dir), label_of_dir)
+      source, label_of_dir = self._source(dl_manager)
+      self._plan_and_record(beam_build.read_verdicts(self.data_dir), label_of_dir, _ignored_folders(source))
     return result
 
   def download_and_prepare(self, *args, **kwargs):
@@ -212,9 +222,19 @@ def _counts(by_split, names) -> dict:
   }
 
 
-def _write_manifest(path: str, not_kept: list, dropped: list) -> None:
-  """Every file not stored as is: skipped, ignored, transcoded, repaired, balanced out."""
+def _ignored_folders(source) -> list[str]:
+  return list(getattr(source, "ignored_folders", lambda: [])())
+
+
+def _write_manifest(path: str, not_kept: list, dropped: list, ignored_folders=()) -> None:
+  """Every file not stored as is: skipped, ignored, transcoded, repaired, balanced out;
+  and every junk folder (`__MACOSX/`) that is never a class."""
   rows = [
+      {"path": f"{name}/", "status": "ignored", "reason": "junk folder: never a class",
+       "size_bytes": 0, "sha256": ""}
+      for name in ignored_folders
+  ]
+  rows += [
       {
           "path": v.path,
           "status": v.status,

@@ -20,7 +20,7 @@ import sys
 import tempfile
 import threading
 import warnings
-from typing import Callable, Iterator, Optional, Sequence
+from typing import Iterator, Optional, Sequence
 
 import tensorflow as tf
 from PIL import Image
@@ -57,10 +57,13 @@ class Limits:
     max_pixels: largest width×height accepted, read from the header before any
       decoding (Pillow's own bomb limit by default).
     min_side: smallest width or height accepted.
+    max_file_bytes: larger files (or zip members) are skipped before being
+      read whole; they are hashed in chunks.
   """
 
   max_pixels: int = Image.MAX_IMAGE_PIXELS
   min_side: int = 8
+  max_file_bytes: int = 64 * 2**20
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,9 +132,50 @@ def decode_check(data: bytes, fmt: str) -> None:
     tf.io.decode_image(data, channels=3, expand_animations=False)
 
 
+# Bytes after a JPEG's end marker tolerated as they are (padding); more are trimmed.
+TRAILING_SLACK = 4096
+
+
+def jpeg_end(data: bytes) -> Optional[int]:
+  """Offset just past the end-of-image marker of a JPEG, found by walking its segments
+  (a thumbnail's own end marker inside APP1 is skipped); None if there is none."""
+  if data[:2] != b"\xff\xd8":
+    return None
+  i, n = 2, len(data)
+  while i + 2 <= n:
+    if data[i] != 0xFF:
+      return None
+    marker = data[i + 1]
+    if marker == 0xFF:  # fill byte
+      i += 1
+      continue
+    if marker == 0xD9:
+      return i + 2
+    if 0xD0 <= marker <= 0xD7 or marker == 0x01:
+      i += 2
+      continue
+    if i + 4 > n:
+      return None
+    i += 2 + int.from_bytes(data[i + 2:i + 4], "big")
+    if marker == 0xDA:  # entropy-coded data runs to the next marker that is not FF00 or RSTn
+      while True:
+        j = data.find(b"\xff", i)
+        if j < 0 or j + 1 >= n:
+          return None
+        following = data[j + 1]
+        if following == 0x00 or 0xD0 <= following <= 0xD7:
+          i = j + 2
+        elif following == 0xFF:
+          i = j + 1
+        else:
+          i = j
+          break
+  return None
+
+
 def inspect(data: bytes, path: str, class_dir: str, limits: Limits) -> Verdict:
   """Decides the fate of one file from its bytes (no warning capture here)."""
-  # The manifest needs the hash of every file not stored as is; clean JPEGs skip it.
+  # Every verdict carries the hash of the bytes validated: the writer compares it.
   base = dict(path=path, class_dir=class_dir, size_bytes=len(data), sha256=_sha256(data))
   if not data:
     return Verdict(status=SKIPPED, reason="empty: zero bytes", **base)
@@ -164,7 +208,12 @@ def inspect(data: bytes, path: str, class_dir: str, limits: Limits) -> Verdict:
     return Verdict(status=TRANSCODED, reason=f"format: {fmt}", **base)
   if mode not in ("L", "RGB"):
     return Verdict(status=TRANSCODED, reason=f"colour space: {mode}", **base)
-  return Verdict(status=KEPT, **dict(base, sha256=""))
+  if not data.endswith(b"\xff\xd9"):
+    end = jpeg_end(data)
+    if end is not None and len(data) - end > TRAILING_SLACK:
+      return Verdict(status=REPAIRED, reason=(
+          f"trailing_bytes: {len(data) - end} bytes after the JPEG end marker trimmed"), **base)
+  return Verdict(status=KEPT, **base)
 
 
 class _CapturedStderr:
@@ -218,26 +267,51 @@ def decode_quietly(data: bytes, channels: int) -> tf.Tensor:
   return image
 
 
-def _check(source, cand: sources_lib.Candidate, limits: Limits) -> Verdict:
+def _unreadable(e: Exception) -> str:
+  if isinstance(e, sources_lib.SourceError):
+    return str(e)
+  return f"unreadable: {getattr(e, 'strerror', None) or e}"
+
+
+def _streamed(source, cand: sources_lib.Candidate, status: str, reason: str) -> Verdict:
+  """A verdict for a file not read whole: hashed in chunks (bounded memory)."""
   try:
-    data = source.read(cand.path)
+    with source.open(cand.path) as f:
+      digest, size = sources_lib.stream_sha256(f)
   except (OSError, ValueError) as e:
-    status = SKIPPED if cand.is_image else IGNORED
-    return Verdict(cand.path, cand.class_dir, status, reason=f"unreadable: {getattr(e, 'strerror', None) or e}")
+    return Verdict(cand.path, cand.class_dir, status, reason=f"{reason}; {_unreadable(e)}")
+  return Verdict(cand.path, cand.class_dir, status, reason=reason, size_bytes=size, sha256=digest)
+
+
+def read_bounded(source, path: str, max_bytes: int) -> Optional[bytes]:
+  """The file's bytes, or None if it has more than `max_bytes` (never read whole then)."""
+  if source.size(path) > max_bytes:
+    return None
+  with source.open(path) as f:
+    data = f.read(max_bytes + 1)
+  return None if len(data) > max_bytes else data
+
+
+def _check(source, cand: sources_lib.Candidate, limits: Limits) -> Verdict:
+  if cand.skip_reason:
+    return Verdict(cand.path, cand.class_dir, SKIPPED, reason=cand.skip_reason)
   if not cand.is_image:
-    return Verdict(
-        cand.path, cand.class_dir, IGNORED, reason="not an image file name",
-        size_bytes=len(data), sha256=hashlib.sha256(data).hexdigest(),
-    )
+    return _streamed(source, cand, IGNORED, cand.ignore_reason or "not an image file name")
+  try:
+    data = read_bounded(source, cand.path, limits.max_file_bytes)
+  except (OSError, ValueError) as e:
+    return Verdict(cand.path, cand.class_dir, SKIPPED, reason=_unreadable(e))
+  if data is None:
+    return _streamed(source, cand, SKIPPED, f"too_large: more than max_file_bytes={limits.max_file_bytes}")
   return inspect(data, cand.path, cand.class_dir, limits)
 
 
-def _mark_if_warned(v: Verdict, text: str, read: Callable[[], bytes]) -> Verdict:
+def _mark_if_warned(v: Verdict, text: str) -> Verdict:
   warn, other = _split_warnings(text)
   if other:
     print(other, file=sys.stderr)
   if warn and v.status == KEPT:
-    return dataclasses.replace(v, status=REPAIRED, reason=f"libjpeg warning: {warn[0]}", sha256=_sha256(read()))
+    return dataclasses.replace(v, status=REPAIRED, reason=f"libjpeg warning: {warn[0]}")
   return v
 
 
@@ -247,7 +321,7 @@ def check_alone(cand: sources_lib.Candidate, source, limits: Limits) -> Verdict:
     cap = _CapturedStderr()
     with cap.capture():
       v = _check(source, cand, limits)
-  return _mark_if_warned(v, cap.text, lambda: source.read(cand.path))
+  return _mark_if_warned(v, cap.text)
 
 
 def _recheck_for_warnings(source, verdicts: list[Verdict]) -> list[Verdict]:
@@ -259,7 +333,7 @@ def _recheck_for_warnings(source, verdicts: list[Verdict]) -> list[Verdict]:
       cap = _CapturedStderr()
       with cap.capture():
         decode_check(data, v.format)
-      v = _mark_if_warned(v, cap.text, lambda: data)
+      v = _mark_if_warned(v, cap.text)
     out.append(v)
   return out
 

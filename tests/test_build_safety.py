@@ -1,0 +1,235 @@
+"""Builds of hostile input: nothing silently wrong, every bad file or zip member skipped with a reason."""
+
+from __future__ import annotations
+
+import io
+import os
+import zipfile
+
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+from PIL import Image
+
+from petpipe.builders import folder_builder
+from petpipe.builders import sources
+from petpipe.builders.folder_config import FolderConfig
+from petpipe.builders.image_folder import image_folder_dataset_builder as image_folder
+
+
+def jpeg(seed: int, size: int = 24) -> bytes:
+  pixels = np.random.default_rng(seed).integers(0, 256, (size, size, 3), np.uint8)
+  buffer = io.BytesIO()
+  Image.fromarray(pixels).save(buffer, "JPEG", quality=90)
+  return buffer.getvalue()
+
+
+def config(root, **overrides) -> FolderConfig:
+  base = dict(name="tiny", root=str(root), encoding="raw", image_size=16, channels=1,
+              balance="none", split_percent=(100, 0, 0))
+  base.update(overrides)
+  return FolderConfig(**base)
+
+
+def build(cfg: FolderConfig, data_dir) -> image_folder.Builder:
+  builder = image_folder.Builder(config=cfg, data_dir=str(data_dir))
+  builder.download_and_prepare()
+  return builder
+
+
+def stored_names(builder) -> list[str]:
+  return sorted(ex["image/filename"].decode()
+                for split in builder.info.splits
+                for ex in tfds.as_numpy(builder.as_dataset(split=split)))
+
+
+def manifest_of(builder) -> dict:
+  return {row["path"]: row for row in folder_builder.read_manifest(builder.data_dir)
+          if row["status"] != "balanced_out"}
+
+
+# Zip surgery: members made bad the ways real archives are ------------------------------------
+
+
+def _patch_headers(data: bytearray, name: str, *, flag_bits: int = 0, method: int | None = None) -> None:
+  """Sets flag bits / the compression method of `name` in its local and central headers."""
+  info = zipfile.ZipFile(io.BytesIO(bytes(data))).getinfo(name)
+  local = info.header_offset
+  central = data.index(b"PK\x01\x02")
+  while data[central + 46:central + 46 + len(name)] != name.encode():
+    central = data.index(b"PK\x01\x02", central + 4)
+  for header, flag_at, method_at in ((local, 6, 8), (central, 8, 10)):
+    flags = int.from_bytes(data[header + flag_at:header + flag_at + 2], "little") | flag_bits
+    data[header + flag_at:header + flag_at + 2] = flags.to_bytes(2, "little")
+    if method is not None:
+      data[header + method_at:header + method_at + 2] = method.to_bytes(2, "little")
+
+
+def _payload_span(data: bytes, name: str) -> tuple[int, int]:
+  info = zipfile.ZipFile(io.BytesIO(data)).getinfo(name)
+  start = info.header_offset
+  name_len = int.from_bytes(data[start + 26:start + 28], "little")
+  extra_len = int.from_bytes(data[start + 28:start + 30], "little")
+  begin = start + 30 + name_len + extra_len
+  return begin, begin + info.compress_size
+
+
+BAD_MEMBERS = {
+    # member (under pets/): expected reason prefix
+    "cat/encrypted.jpg": "zip_encrypted",
+    "cat/bad_crc.jpg": "zip_crc_error",
+    "dog/bad_deflate.jpg": "zip_corrupt",
+    "dog/imploded.jpg": "zip_unsupported",
+}
+
+
+def write_hostile_zip(path: str) -> None:
+  """A macOS-style zip of `pets/` (plus `__MACOSX/`) with good images and every bad member kind."""
+  with zipfile.ZipFile(path, "w") as zf:
+    for cls in ("cat", "dog"):
+      for i in range(4):
+        zf.writestr(f"pets/{cls}/{i:04d}.jpg", jpeg(hash((cls, i)) % 1000), zipfile.ZIP_DEFLATED)
+      zf.writestr(f"__MACOSX/pets/{cls}/._0000.jpg", b"\0\5\26\7" + b"\0" * 60)
+    zf.writestr("pets/cat/._0001.jpg", b"\0\5\26\7" + b"\0" * 60)
+    zf.writestr("pets/cat/./0000.jpg", b"<html>garbage</html>")  # must not replace pets/cat/0000.jpg
+    zf.writestr("pets/../../escape.jpg", jpeg(7))
+    zf.writestr("/absolute.jpg", jpeg(8))
+    for name in BAD_MEMBERS:
+      method = zipfile.ZIP_STORED if name == "cat/bad_crc.jpg" else zipfile.ZIP_DEFLATED
+      zf.writestr(f"pets/{name}", jpeg(len(name)), method)
+  data = bytearray(open(path, "rb").read())
+  _patch_headers(data, "pets/cat/encrypted.jpg", flag_bits=1)
+  _patch_headers(data, "pets/dog/imploded.jpg", method=6)
+  begin, end = _payload_span(bytes(data), "pets/cat/bad_crc.jpg")
+  data[(begin + end) // 2] ^= 0xFF
+  begin, end = _payload_span(bytes(data), "pets/dog/bad_deflate.jpg")
+  data[begin:end] = b"\xff" * (end - begin)
+  open(path, "wb").write(bytes(data))
+
+
+@pytest.fixture(scope="module")
+def hostile_zip_build(tmp_path_factory):
+  folder = tmp_path_factory.mktemp("hostile_zip")
+  path = str(folder / "pets.zip")
+  write_hostile_zip(path)
+  return build(config(path), folder / "out")
+
+
+def test_zip_of_one_folder_is_read_from_inside_it_and_macosx_is_never_a_class(hostile_zip_build):
+  assert hostile_zip_build.info.features["label"].names == ["cat", "dog"]
+  assert hostile_zip_build.info.metadata["card"]["ignored_folders"] == ["__MACOSX"]
+  assert manifest_of(hostile_zip_build)["__MACOSX/"]["reason"] == "junk folder: never a class"
+
+
+def test_appledouble_files_are_ignored_as_junk(hostile_zip_build):
+  row = manifest_of(hostile_zip_build)["cat/._0001.jpg"]
+  assert row["status"] == "ignored" and row["reason"].startswith("junk")
+
+
+@pytest.mark.parametrize("member, reason", sorted(BAD_MEMBERS.items()))
+def test_every_bad_zip_member_is_skipped_with_its_reason(hostile_zip_build, member, reason):
+  row = manifest_of(hostile_zip_build)[member]
+  assert row["status"] == "skipped" and row["reason"].startswith(reason), row
+
+
+def test_zip_members_escaping_the_root_are_recorded_skips(hostile_zip_build):
+  rows = manifest_of(hostile_zip_build)
+  unsafe = {p: r for p, r in rows.items() if r["reason"].startswith("unsafe_path")}
+  assert sorted(unsafe) == ["../../escape.jpg", "/absolute.jpg"]
+  assert all(r["status"] == "skipped" for r in unsafe.values())
+
+
+def test_a_dot_segment_member_never_replaces_the_clean_one(hostile_zip_build):
+  row = manifest_of(hostile_zip_build)["cat/./0000.jpg"]
+  assert row["status"] == "skipped" and row["reason"].startswith("duplicate_member")
+  assert stored_names(hostile_zip_build) == [f"{c}/{i:04d}.jpg" for c in ("cat", "dog") for i in range(4)]
+
+
+def test_a_truncated_zip_is_a_one_line_error_naming_it(tmp_path):
+  path = tmp_path / "cut.zip"
+  write_hostile_zip(str(path))
+  path.write_bytes(path.read_bytes()[:-300])
+  with pytest.raises(ValueError, match="cut.zip is not a readable zip") as error:
+    build(config(path), tmp_path / "out")
+  assert "\n" not in str(error.value)
+
+
+# Config ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("field, value", [
+    ("image_size", "64"), ("image_size", [64, "64"]), ("image_size", True), ("channels", "3"),
+    ("jpeg_quality", 90.0), ("split_percent", "80,10,10"), ("class_names", "cat"),
+    ("follow_links", "yes"), ("allow_empty_classes", 1), ("max_file_bytes", "1e6"), ("root", 5),
+])
+def test_config_fields_of_the_wrong_type_fail_with_one_line_naming_them(field, value):
+  with pytest.raises(ValueError, match=f"^{field} must be .* Received: {field}=") as error:
+    image_folder.Builder.builder_config_cls(**{**dict(name="x", root="/tmp", encoding="raw", image_size=16),
+                                               field: value})
+  assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("name", ["../../../x", "a/b", "a\\b", ".", "..", ".hidden", "", "x y"])
+def test_config_names_that_are_not_one_safe_folder_name_are_refused(name):
+  with pytest.raises(ValueError, match="^name must be"):
+    image_folder.Builder.builder_config_cls(name=name, root="/tmp")
+
+
+def test_config_names_with_letters_digits_dot_dash_underscore_are_accepted():
+  assert image_folder.Builder.builder_config_cls(name="gray-64_v1.2", root="/tmp").name == "gray-64_v1.2"
+
+
+# Classes ----------------------------------------------------------------------------------------
+
+
+def test_junk_and_hidden_folders_are_never_classes(tmp_path):
+  for name in ("cat", "dog", "__MACOSX", ".git", "@eaDir"):
+    (tmp_path / name).mkdir()
+  assert sources.subfolders(str(tmp_path)) == ["cat", "dog"]
+  assert sources.FolderSource(str(tmp_path), ["cat", "dog"]).ignored_folders() == [".git", "@eaDir", "__MACOSX"]
+
+
+@pytest.fixture(scope="module")
+def heic_folder(tmp_path_factory):
+  """cat and dog with good JPEGs, bird with only .HEIC files."""
+  root = tmp_path_factory.mktemp("heic")
+  for cls in ("bird", "cat", "dog"):
+    (root / cls).mkdir()
+  for i in range(3):
+    (root / "cat" / f"{i}.jpg").write_bytes(jpeg(i))
+    (root / "dog" / f"{i}.jpg").write_bytes(jpeg(10 + i))
+    (root / "dog" / f"extra{i}.jpg").write_bytes(jpeg(20 + i))
+    (root / "bird" / f"{i}.HEIC").write_bytes(b"\0\0\0\x18ftypheic" + b"\0" * 40)
+  return root
+
+
+def test_a_class_with_no_usable_image_fails_naming_the_class(heic_folder, tmp_path):
+  with pytest.raises(ValueError, match=r"no usable image: \['bird'\].*allow_empty_classes"):
+    build(config(heic_folder, balance="undersample"), tmp_path)
+
+
+def test_allow_empty_classes_builds_and_balances_the_other_classes(heic_folder, tmp_path):
+  builder = build(config(heic_folder, balance="undersample", allow_empty_classes=True), tmp_path)
+  assert builder.info.features["label"].names == ["bird", "cat", "dog"]
+  assert builder.info.metadata["card"]["counts_after_balancing"]["train"] == {"bird": 0, "cat": 3, "dog": 3}
+
+
+def test_a_class_folder_linked_outside_the_root_counts_as_empty(tmp_path):
+  outside = tmp_path / "outside"
+  outside.mkdir()
+  (outside / "0.jpg").write_bytes(jpeg(1))
+  root = tmp_path / "root"
+  (root / "cat").mkdir(parents=True)
+  (root / "cat" / "0.jpg").write_bytes(jpeg(2))
+  os.symlink(outside, root / "dog")
+  with pytest.raises(ValueError, match=r"no usable image: \['dog'\]"):
+    build(config(root), tmp_path / "out")
+
+
+def test_class_names_not_in_a_zip_root_fail_naming_them(tmp_path):
+  path = tmp_path / "pets.zip"
+  with zipfile.ZipFile(path, "w") as zf:
+    for cls in ("cat", "dog"):
+      zf.writestr(f"pets/{cls}/0.jpg", jpeg(1))
+  with pytest.raises(ValueError, match=r"class_names not found .*\['dgo'\]"):
+    build(config(path, class_names=["cat", "dgo"]), tmp_path / "out")
