@@ -24,8 +24,11 @@ from petpipe.builders import storage as storage_lib
 from petpipe.builders import validation
 from petpipe.builders.folder_config import FolderConfig, storage_configs  # noqa: F401  (re-exported)
 from petpipe.pipeline import schema
+from petpipe.pipeline import verify as verify_lib
 
 MANIFEST = "manifest.jsonl"
+FILES = verify_lib.FILES  # every stored file: path, split, label, size, sha256
+CHANGED = "changed_during_build"
 _WINDOW = 64  # examples encoded ahead of the writer: bounds memory
 
 
@@ -64,9 +67,12 @@ class FolderBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
       return self._beam_split_generators(source, label_of_dir, label)
     verdicts = _validated(source, config.limits)
     by_split = self._plan_and_record(verdicts, label_of_dir, _ignored_folders(source))
+    self._written = collections.defaultdict(list)  # split -> (verdict, label) stored
+    self._changed = []  # (split, verdict, label): bytes differ from the validated ones
     return {
         split: self._generate_examples(
-            source, [(v, label[label_of_dir[v.class_dir]]) for c in names for v in per_class.get(c, [])]
+            source, [(v, label[label_of_dir[v.class_dir]]) for c in names for v in per_class.get(c, [])],
+            split,
         )
         for split, per_class in by_split.items()
     }
@@ -144,25 +150,69 @@ class FolderBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         storage=config.storage,
         max_side=config.max_side,
         jpeg_quality=config.jpeg_quality,
+        max_bytes=config.limits.max_file_bytes,
     )
 
-  def _generate_examples(self, source, items: Sequence[tuple[validation.Verdict, int]]):
+  def _generate_examples(self, source, items: Sequence[tuple[validation.Verdict, int]], split: str = ""):
     config = self.builder_config
     make = self._example_fn(source)
     workers = os.cpu_count() or 1
+
+    def checked(item, result):
+      # A file whose bytes now differ from the validated ones is not stored (recorded instead).
+      if result is None:
+        self._changed.append((split, *item))
+        return None
+      self._written[split].append(item)
+      return result
+
     # TFDS orders records by key hash, so the order examples are yielded in is free:
     # files stored as is go straight through, the rest are encoded in threads.
     with concurrent.futures.ThreadPoolExecutor(workers) as pool:
       pending = collections.deque()
+
+      def ready():
+        item, future = pending.popleft()
+        return checked(item, future.result())
+
       for item in items:
         if storage_lib.stored_as_is(item[0], config.storage, config.max_side):
-          yield make(item)
+          if (result := checked(item, make(item))) is not None:
+            yield result
           continue
-        pending.append(pool.submit(make, item))
+        pending.append((item, pool.submit(make, item)))
         if len(pending) >= _WINDOW:  # bounds memory: encoded results waiting
-          yield pending.popleft().result()
+          if (result := ready()) is not None:
+            yield result
       while pending:
-        yield pending.popleft().result()
+        if (result := ready()) is not None:
+          yield result
+
+  def _record_written(self) -> None:
+    """After writing: files.jsonl of every stored file; changed files into manifest and card."""
+    rows = [
+        {"path": v.path, "split": split, "label": label, "size_bytes": v.size_bytes, "sha256": v.sha256}
+        for split, items in self._written.items() for v, label in items
+    ]
+    rows.sort(key=lambda r: r["path"])
+    _write_jsonl(os.path.join(self.data_dir, FILES), rows)
+    if not self._changed:
+      return
+    names = self._label_names()
+    card = self.info.metadata["card"]
+    path = os.path.join(self.data_dir, MANIFEST)
+    with tf.io.gfile.GFile(path) as f:
+      manifest = [json.loads(line) for line in f if line.strip()]
+    for split, v, label in self._changed:
+      manifest.append({"path": v.path, "status": validation.SKIPPED,
+                       "reason": f"{CHANGED}: the file's bytes differ from those validated",
+                       "size_bytes": v.size_bytes, "sha256": v.sha256})
+      card["counts_after_balancing"][split][names[label]] -= 1
+      card["status"][v.status] -= 1
+      card["status"][validation.SKIPPED] = card["status"].get(validation.SKIPPED, 0) + 1
+      card["skipped_by_reason"][CHANGED] = card["skipped_by_reason"].get(CHANGED, 0) + 1
+    manifest.sort(key=lambda r: (r["status"], r["path"]))
+    _write_jsonl(path, manifest)
 
   def _example_writer(self):
     # Sorted map entries in every record (local and Beam), for this builder only.
@@ -171,6 +221,8 @@ class FolderBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   def _download_and_prepare(self, dl_manager, download_config=None):
     self._on_beam = bool(download_config and (download_config.beam_runner or download_config.beam_options))
     result = super()._download_and_prepare(dl_manager, download_config)
+    if not self._on_beam:
+      self._record_written()
     if self._on_beam:
       from petpipe.builders import beam_build  # Beam builds only: it imports apache_beam.
 
@@ -207,9 +259,15 @@ def remove_leftovers(data_dir: str) -> list[str]:
   return leftovers
 
 
-def _example(item, source, storage, max_side, jpeg_quality):
+def _example(item, source, storage, max_side, jpeg_quality, max_bytes=None):
+  """The example of one validated file, or None if its bytes are no longer those validated."""
   verdict, label = item
-  data = source.read(verdict.path)
+  try:
+    data = validation.read_bounded(source, verdict.path, max_bytes or verdict.size_bytes)
+  except (OSError, ValueError):
+    return None
+  if data is None or (verdict.sha256 and validation.sha256_of(data) != verdict.sha256):
+    return None
   image = storage_lib.encode(data, verdict, storage, max_side, jpeg_quality)
   return verdict.path, {schema.IMAGE: image, schema.LABEL: label, schema.FILENAME: verdict.path}
 
@@ -255,9 +313,13 @@ def _write_manifest(path: str, not_kept: list, dropped: list, ignored_folders=()
       for v in dropped
   ]
   rows.sort(key=lambda r: (r["status"], r["path"]))
+  _write_jsonl(path, rows)
+
+
+def _write_jsonl(path: str, rows: list[dict]) -> None:
+  """One JSON object a line; the file exists even with no rows (GFile creates it on write)."""
   with tf.io.gfile.GFile(path, "w") as f:
-    for row in rows:
-      f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    f.write("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
 
 
 _VALIDATED: dict = {}

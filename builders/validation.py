@@ -85,7 +85,7 @@ class Verdict:
     return self.status in USABLE
 
 
-def _sha256(data: bytes) -> str:
+def sha256_of(data: bytes) -> str:
   return hashlib.sha256(data).hexdigest()
 
 
@@ -176,7 +176,7 @@ def jpeg_end(data: bytes) -> Optional[int]:
 def inspect(data: bytes, path: str, class_dir: str, limits: Limits) -> Verdict:
   """Decides the fate of one file from its bytes (no warning capture here)."""
   # Every verdict carries the hash of the bytes validated: the writer compares it.
-  base = dict(path=path, class_dir=class_dir, size_bytes=len(data), sha256=_sha256(data))
+  base = dict(path=path, class_dir=class_dir, size_bytes=len(data), sha256=sha256_of(data))
   if not data:
     return Verdict(status=SKIPPED, reason="empty: zero bytes", **base)
   try:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import os
+import shutil
 import zipfile
 
 import numpy as np
@@ -233,3 +236,69 @@ def test_class_names_not_in_a_zip_root_fail_naming_them(tmp_path):
       zf.writestr(f"pets/{cls}/0.jpg", jpeg(1))
   with pytest.raises(ValueError, match=r"class_names not found .*\['dgo'\]"):
     build(config(path, class_names=["cat", "dgo"]), tmp_path / "out")
+
+
+# Verified stores ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def changed_during_build(tmp_path_factory):
+  """A build in which two files are overwritten with HTML after validation, before writing."""
+  root = tmp_path_factory.mktemp("changing")
+  for cls in ("cat", "dog"):
+    (root / cls).mkdir()
+    for i in range(4):
+      (root / cls / f"{i}.jpg").write_bytes(jpeg(hash((cls, i, "c")) % 1000))
+  validated = folder_builder._validated
+
+  def validate_then_overwrite(*args, **kwargs):
+    verdicts = validated(*args, **kwargs)
+    for name in ("cat/0.jpg", "dog/1.jpg"):
+      (root / name).write_bytes(b"<html>not the image validated</html>")
+    return verdicts
+
+  patch = pytest.MonkeyPatch()
+  patch.setattr(folder_builder, "_validated", validate_then_overwrite)
+  try:
+    builder = build(config(root, encoding="jpeg", image_size=None, channels=3), root.parent / (root.name + "_out"))
+  finally:
+    patch.undo()
+  return root, builder
+
+
+def test_files_changed_between_validation_and_writing_are_skipped_as_changed_during_build(changed_during_build):
+  _, builder = changed_during_build
+  assert stored_names(builder) == ["cat/1.jpg", "cat/2.jpg", "cat/3.jpg", "dog/0.jpg", "dog/2.jpg", "dog/3.jpg"]
+  rows = manifest_of(builder)
+  for name in ("cat/0.jpg", "dog/1.jpg"):
+    assert rows[name]["status"] == "skipped" and rows[name]["reason"].startswith("changed_during_build")
+  card = builder.info.metadata["card"]
+  assert card["counts_after_balancing"]["train"] == {"cat": 3, "dog": 3}
+  assert card["skipped_by_reason"] == {"changed_during_build": 2}
+  assert builder.info.splits["train"].num_examples == 6
+
+
+def test_files_jsonl_lists_the_sha256_of_every_stored_file(changed_during_build):
+  root, builder = changed_during_build
+  rows = [json.loads(line) for line in open(os.path.join(builder.data_dir, "files.jsonl"))]
+  assert [r["path"] for r in rows] == stored_names(builder)
+  for row in rows:
+    assert row["sha256"] == hashlib.sha256((root / row["path"]).read_bytes()).hexdigest()
+    assert row["split"] == "train"
+
+
+def test_verify_against_the_root_names_source_files_changed_since_the_build(changed_during_build, tmp_path):
+  from click.testing import CliRunner
+  from petpipe.scripts import verify as verify_cmd
+
+  root, builder = changed_during_build
+  copy = tmp_path / "root"
+  shutil.copytree(root, copy)
+  ok = CliRunner().invoke(verify_cmd.main, [builder.data_dir, "--against", str(copy)])
+  assert ok.exit_code == 0, ok.output
+  (copy / "cat" / "2.jpg").write_bytes(b"<html></html>")
+  (copy / "dog" / "3.jpg").unlink()
+  bad = CliRunner().invoke(verify_cmd.main, [builder.data_dir, "--against", str(copy)])
+  assert bad.exit_code == 1
+  assert "changed: cat/2.jpg" in bad.output and "missing: dog/3.jpg" in bad.output
+  assert "2 source file(s)" in bad.output and "Traceback" not in bad.output
