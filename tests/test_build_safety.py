@@ -7,6 +7,8 @@ import io
 import json
 import os
 import shutil
+import subprocess
+import sys
 import zipfile
 
 import numpy as np
@@ -302,3 +304,70 @@ def test_verify_against_the_root_names_source_files_changed_since_the_build(chan
   assert bad.exit_code == 1
   assert "changed: cat/2.jpg" in bad.output and "missing: dog/3.jpg" in bad.output
   assert "2 source file(s)" in bad.output and "Traceback" not in bad.output
+
+
+# Bounded resources --------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def bounded_build(tmp_path_factory):
+  """Files over a small max_file_bytes, JPEGs with trailing bytes, a non-image file."""
+  root = tmp_path_factory.mktemp("bounded")
+  for cls in ("cat", "dog"):
+    (root / cls).mkdir()
+    for i in range(3):
+      (root / cls / f"{i}.jpg").write_bytes(jpeg(hash((cls, i, "b")) % 1000))
+  big = np.random.default_rng(5).integers(0, 256, (150, 150, 3), np.uint8)
+  Image.fromarray(big).save(root / "cat" / "big.png")  # ~68 KB > 50,000 bytes
+  (root / "cat" / "padded.jpg").write_bytes(jpeg(40) + bytes(30_000))  # trimmed
+  (root / "dog" / "slack.jpg").write_bytes(jpeg(41) + bytes(1000))  # within the slack: kept
+  (root / "dog" / "film.mp4").write_bytes(os.urandom(60_000))
+  builder = build(config(root, encoding="jpeg", image_size=None, channels=3, max_file_bytes=50_000),
+                  root.parent / (root.name + "_out"))
+  return root, builder
+
+
+def test_files_over_max_file_bytes_are_skipped_with_their_streamed_sha256(bounded_build):
+  root, builder = bounded_build
+  row = manifest_of(builder)["cat/big.png"]
+  assert row["status"] == "skipped" and row["reason"].startswith("too_large: more than max_file_bytes=50000")
+  data = (root / "cat" / "big.png").read_bytes()
+  assert row["sha256"] == hashlib.sha256(data).hexdigest() and row["size_bytes"] == len(data)
+  ignored = manifest_of(builder)["dog/film.mp4"]
+  assert ignored["sha256"] == hashlib.sha256((root / "dog" / "film.mp4").read_bytes()).hexdigest()
+
+
+def test_bytes_after_a_jpeg_end_marker_beyond_the_slack_are_trimmed_and_recorded(bounded_build):
+  root, builder = bounded_build
+  rows = manifest_of(builder)
+  assert rows["cat/padded.jpg"]["status"] == "repaired"
+  assert rows["cat/padded.jpg"]["reason"] == "trailing_bytes: 30000 bytes after the JPEG end marker trimmed"
+  assert "dog/slack.jpg" not in rows  # kept as is
+  records = {ex["image/filename"].decode(): ex["image"]
+             for ex in tfds.as_numpy(builder.as_dataset(split="train", decoders={"image": tfds.decode.SkipDecoding()}))}
+  assert len(records["cat/padded.jpg"]) < len(jpeg(40)) + 1000  # the zeros are not stored
+  assert records["dog/slack.jpg"] == (root / "dog" / "slack.jpg").read_bytes()
+
+
+def test_jpeg_end_is_found_past_a_thumbnail_end_marker():
+  from petpipe.builders import validation
+  data = jpeg(3)
+  thumb = jpeg(4)
+  app1 = b"\xff\xe1" + (len(thumb) + 2).to_bytes(2, "big") + thumb  # a thumbnail's own FFD9 inside
+  with_thumb = data[:2] + app1 + data[2:]
+  assert validation.jpeg_end(with_thumb + bytes(10_000)) == len(with_thumb)
+
+
+def test_memory_bombs_stay_within_200_mb_of_a_clean_build(tmp_path):
+  script = os.path.join(os.path.dirname(__file__), "bomb_build_rss.py")
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+  result = subprocess.run([sys.executable, script, str(tmp_path)], capture_output=True, text=True,
+                          timeout=600, env=env)
+  assert result.returncode == 0, result.stderr[-3000:]
+  peaks = json.loads(result.stdout.strip().splitlines()[-1])
+  print(peaks)
+  for name, peak in peaks.items():
+    assert peak - peaks["clean_mb"] < 200, peaks
+  rows = {r["path"]: r for r in folder_builder.read_manifest(str(tmp_path / "out_bombs" / "image_folder" / "bombs" / "1.0.0"))}
+  assert rows["dog/padded.jpg"]["reason"].startswith("too_large")
+  assert rows["cat/film.mp4"]["status"] == "ignored" and rows["cat/film.mp4"]["size_bytes"] == 2**29
