@@ -101,7 +101,8 @@ _FILE_KINDS: dict[str, tuple[str, Callable, str, str]] = {
     "bomb_header": (".jpg", lambda rng: _bomb_png(), SKIPPED, "too_many_pixels"),
     "lossless_jpeg": (".jpg", _lossless_jpeg, SKIPPED, "undecodable"),
     "one_pixel": (".png", lambda rng: _encode(Image.new("RGB", (1, 1), (9, 9, 9)), "PNG"), SKIPPED, "too_small"),
-    "wide_10000x10": (".jpg", lambda rng: _encode(Image.new("RGB", (10000, 10), (200, 10, 10)), "JPEG"), KEPT, ""),
+    # Its colour is drawn so that copies are distinct files, not exact duplicates.
+    "wide_10000x10": (".jpg", lambda rng: _encode(Image.new("RGB", (10000, 10), tuple(int(c) for c in rng.integers(0, 256, 3))), "JPEG"), KEPT, ""),
 }
 _ODD_NAMES = ("with space {i}.jpg", "ünïcødé_猫_{i}.jpg", "new\nline {i}.jpg")
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import dataclasses
 import functools
 import json
 import os
@@ -81,6 +82,8 @@ class FolderBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     """Splits and balances usable files; writes the manifest and the card."""
     config = self.builder_config
     names = self._label_names()
+    verdicts, split_key, duplicates = _resolve_duplicates(
+        verdicts, label_of_dir, getattr(config, "duplicates", "keep"), apply=not self._on_beam)
     usable = [v for v in verdicts if v.usable and v.class_dir in label_of_dir]
     if not usable:
       raise ValueError(f"No usable images: {len(verdicts)} files found, none decodable.")
@@ -93,7 +96,8 @@ class FolderBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
       )
     by_split = splits_lib.group(
         usable,
-        lambda v: splits_lib.split_of(v.path, config.split_percent),
+        # Exact duplicates share their group's key (its first path): one split together.
+        lambda v: splits_lib.split_of(split_key.get(v.path, v.path), config.split_percent),
         lambda v: label_of_dir[v.class_dir],
     )
     before = _counts(by_split, names)
@@ -110,6 +114,7 @@ class FolderBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         verdicts, before, _counts(by_split, names), len(dropped), config
     )
     self.info.metadata["card"]["ignored_folders"] = list(ignored_folders)
+    self.info.metadata["card"]["duplicates"] = duplicates
     return {
         split: by_split[split]
         for split in splits_lib.SPLITS
@@ -278,6 +283,54 @@ def _counts(by_split, names) -> dict:
       for split in splits_lib.SPLITS
       if split in by_split
   }
+
+
+_MAX_GROUPS_LISTED = 100
+
+
+def _resolve_duplicates(verdicts, label_of_dir, mode: str, apply: bool = True):
+  """(verdicts, path -> split key, card entry) for exact duplicates (same sha256).
+
+  Every member of a group is split by the group's first path, so copies never sit in two
+  splits. Groups spanning several classes (conflicting labels) are skipped unless `mode` is
+  "keep"; "drop" also keeps one file of every other group. On Beam, whose splits are
+  assigned before validation, groups are only reported (`apply=False`).
+  """
+  usable = [v for v in verdicts if v.usable and v.class_dir in label_of_dir]
+  groups = splits_lib.duplicate_groups(usable, lambda v: v.sha256, lambda v: v.path)
+  split_key, replaced, listed = {}, {}, []
+  conflicts = 0
+  for group in groups:
+    first = group[0].path
+    classes = sorted({label_of_dir[v.class_dir] for v in group})
+    conflict = len(classes) > 1
+    conflicts += conflict
+    for v in group:
+      split_key[v.path] = first
+    if conflict and mode != "keep":
+      for v in group:
+        others = ", ".join(o.path for o in group if o is not v)
+        replaced[v.path] = dataclasses.replace(v, status=validation.SKIPPED, reason=(
+            f"duplicate_conflict: same bytes as {others} in another class"))
+    elif mode == "drop":
+      for v in group[1:]:
+        replaced[v.path] = dataclasses.replace(v, status=validation.SKIPPED, reason=(
+            f"duplicate: same bytes as {first}"))
+    if len(listed) < _MAX_GROUPS_LISTED:
+      listed.append({"sha256": group[0].sha256, "paths": [v.path for v in group],
+                     "classes": classes, "conflict": conflict})
+  if apply:
+    verdicts = [replaced.get(v.path, v) for v in verdicts]
+  else:
+    split_key = {}
+  card = {
+      "mode": mode if apply else f"{mode} (Beam: reported only)",
+      "groups": len(groups),
+      "files_in_groups": sum(len(g) for g in groups),
+      "conflicting_groups": conflicts,
+      "first_groups": listed,
+  }
+  return verdicts, split_key, card
 
 
 def _ignored_folders(source) -> list[str]:

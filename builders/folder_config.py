@@ -14,6 +14,7 @@ from petpipe.builders import validation
 from petpipe.pipeline import schema
 
 BALANCE_MODES = ("undersample", "none")
+DUPLICATE_MODES = ("skip_conflicts", "keep", "drop")
 DEFAULT_MAX_FILE_BYTES = 64 * 2**20
 # A config name is one folder name under --data_dir: no separators, no "." or "..".
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
@@ -58,8 +59,9 @@ def _check_types(config) -> None:
   for name in ("channels", "jpeg_quality", "min_side", "max_pixels", "max_file_bytes"):
     if not _is_int(getattr(config, name)):
       fail(name, "an int")
-  if not isinstance(config.balance, str):
-    fail("balance", "a string")
+  for name in ("balance", "duplicates"):
+    if not isinstance(getattr(config, name), str):
+      fail(name, "a string")
   split = config.split_percent
   if isinstance(split, dict):
     if not all(k in splits_lib.SPLITS and _is_number(v) for k, v in split.items()):
@@ -96,6 +98,10 @@ class FolderConfig(tfds.core.BuilderConfig):
       (by default that fails, naming the class).
     max_file_bytes: files (or zip members) larger than this are skipped with
       a reason before being read whole.
+    duplicates: what to do with files of identical bytes (same sha256), which
+      always land in one split together: "skip_conflicts" (default: groups
+      spanning several classes are skipped, others kept), "keep" (all kept,
+      conflicts too) or "drop" (one file per group kept, conflicts skipped).
   """
 
   root: Optional[str] = None
@@ -111,6 +117,7 @@ class FolderConfig(tfds.core.BuilderConfig):
   follow_links: bool = False
   allow_empty_classes: bool = False
   max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
+  duplicates: str = "skip_conflicts"
 
   def __post_init__(self):
     _check_types(self)
@@ -124,6 +131,8 @@ class FolderConfig(tfds.core.BuilderConfig):
           "split_percent must be three non-negative (train, validation, test) "
           f"percentages summing to 100. Received: split_percent={self.split_percent}"
       )
+    if self.duplicates not in DUPLICATE_MODES:
+      raise ValueError(f"duplicates must be one of {DUPLICATE_MODES}. Received: duplicates={self.duplicates!r}")
     if self.balance not in BALANCE_MODES:
       raise ValueError(f"balance must be one of {BALANCE_MODES}. Received: balance={self.balance!r}")
     if not 1 <= int(self.jpeg_quality) <= 100:

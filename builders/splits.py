@@ -52,3 +52,13 @@ def balance(per_class: dict[str, list[T]], path_of: Callable[[T], str], classes:
     ranked = sorted(per_class.get(c, []), key=lambda it: (stable_fraction(path_of(it), "balance"), path_of(it)))
     kept[c], dropped[c] = ranked[:target], ranked[target:]
   return kept, dropped
+
+
+def duplicate_groups(items: Iterable[T], digest_of: Callable[[T], str], path_of: Callable[[T], str]) -> list[list[T]]:
+  """Groups of 2+ items with the same content digest, each sorted by path, groups by first path."""
+  by_digest: dict = collections.defaultdict(list)
+  for item in items:
+    if digest_of(item):
+      by_digest[digest_of(item)].append(item)
+  groups = [sorted(g, key=path_of) for g in by_digest.values() if len(g) > 1]
+  return sorted(groups, key=lambda g: path_of(g[0]))

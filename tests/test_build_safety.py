@@ -371,3 +371,52 @@ def test_memory_bombs_stay_within_200_mb_of_a_clean_build(tmp_path):
   rows = {r["path"]: r for r in folder_builder.read_manifest(str(tmp_path / "out_bombs" / "image_folder" / "bombs" / "1.0.0"))}
   assert rows["dog/padded.jpg"]["reason"].startswith("too_large")
   assert rows["cat/film.mp4"]["status"] == "ignored" and rows["cat/film.mp4"]["size_bytes"] == 2**29
+
+
+# Duplicates -------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def duplicates_folder(tmp_path_factory):
+  """cat: 8 images and a copy of each under another name; dog: 8 images and copies of 2 cats."""
+  root = tmp_path_factory.mktemp("duplicates")
+  for cls in ("cat", "dog"):
+    (root / cls).mkdir()
+    for i in range(8):
+      (root / cls / f"{i}.jpg").write_bytes(jpeg(hash((cls, i, "d")) % 1000))
+  for i in range(8):
+    shutil.copy(root / "cat" / f"{i}.jpg", root / "cat" / f"copy_{i}.jpg")
+  for i in (6, 7):
+    shutil.copy(root / "cat" / f"{i}.jpg", root / "dog" / f"cat_{i}.jpg")
+  return root
+
+
+def split_of_stored(builder) -> dict:
+  return {ex["image/filename"].decode(): split
+          for split in builder.info.splits
+          for ex in tfds.as_numpy(builder.as_dataset(split=split))}
+
+
+@pytest.mark.parametrize("mode", ["skip_conflicts", "keep", "drop"])
+def test_exact_duplicates_share_one_split_and_conflicting_labels_follow_the_mode(duplicates_folder, tmp_path, mode):
+  builder = build(config(duplicates_folder, split_percent=(34, 33, 33), duplicates=mode), tmp_path)
+  where = split_of_stored(builder)
+  rows = manifest_of(builder)
+  card = builder.info.metadata["card"]["duplicates"]
+  assert (card["groups"], card["conflicting_groups"], card["files_in_groups"]) == (8, 2, 18)
+  assert len({where[f"cat/{i}.jpg"] for i in range(6)}) > 1  # the groups themselves are spread
+  for i in range(6):
+    if mode == "drop":
+      assert f"cat/copy_{i}.jpg" not in where
+      assert rows[f"cat/copy_{i}.jpg"]["reason"] == f"duplicate: same bytes as cat/{i}.jpg"
+    else:
+      assert where[f"cat/{i}.jpg"] == where[f"cat/copy_{i}.jpg"]
+  for i in (6, 7):
+    group = (f"cat/{i}.jpg", f"cat/copy_{i}.jpg", f"dog/cat_{i}.jpg")
+    if mode == "keep":
+      assert len({where[p] for p in group}) == 1
+    else:
+      assert not set(group) & set(where)
+      assert all(rows[p]["reason"].startswith("duplicate_conflict: same bytes as") for p in group)
+  conflict = [g for g in card["first_groups"] if g["conflict"]]
+  assert [g["classes"] for g in conflict] == [["cat", "dog"], ["cat", "dog"]]
