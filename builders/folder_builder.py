@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import contextlib
 import dataclasses
+import fcntl
 import functools
 import json
 import os
@@ -236,6 +238,10 @@ class FolderBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     return result
 
   def download_and_prepare(self, *args, **kwargs):
+    with build_lock(self.data_dir):
+      self._locked_download_and_prepare(*args, **kwargs)
+
+  def _locked_download_and_prepare(self, *args, **kwargs):
     already_built = tf.io.gfile.exists(os.path.join(self.data_dir, "dataset_info.json"))
     if not already_built:
       remove_leftovers(self.data_dir)
@@ -246,6 +252,44 @@ class FolderBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 
 
 # Helpers --------------------------------------------------------------------
+
+
+class BuildLockedError(RuntimeError):
+  """Another process is building the same dataset folder."""
+
+
+@contextlib.contextmanager
+def build_lock(data_dir: str):
+  """An exclusive lock on building `data_dir` (`<config>/.<version>.lock` holding the PID).
+
+  A second build of the same folder fails at once naming the holder, instead of deleting
+  the first one's unfinished folder. The OS releases the lock when its process dies, so a
+  killed build never leaves a stale lock. Local file systems only (remote paths: no lock).
+  """
+  if "://" in data_dir:
+    yield
+    return
+  parent, version = os.path.split(os.path.normpath(data_dir))
+  os.makedirs(parent, exist_ok=True)
+  path = os.path.join(parent, f".{version}.lock")
+  fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+  try:
+    try:
+      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip() or "unknown"
+      raise BuildLockedError(
+          f"{data_dir} is being built by process {holder} (lock {path}): wait for it to end or stop it."
+      ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    try:
+      yield
+    finally:
+      os.ftruncate(fd, 0)
+      fcntl.flock(fd, fcntl.LOCK_UN)
+  finally:
+    os.close(fd)
 
 
 def remove_leftovers(data_dir: str) -> list[str]:

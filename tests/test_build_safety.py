@@ -420,3 +420,18 @@ def test_exact_duplicates_share_one_split_and_conflicting_labels_follow_the_mode
       assert all(rows[p]["reason"].startswith("duplicate_conflict: same bytes as") for p in group)
   conflict = [g for g in card["first_groups"] if g["conflict"]]
   assert [g["classes"] for g in conflict] == [["cat", "dog"], ["cat", "dog"]]
+
+
+# Locks --------------------------------------------------------------------------------------------
+
+
+def test_a_second_build_of_the_same_folder_fails_at_once_naming_the_holders_pid(heic_folder, tmp_path):
+  cfg = config(heic_folder, class_names=["cat", "dog"])
+  builder = image_folder.Builder(config=cfg, data_dir=str(tmp_path))
+  with folder_builder.build_lock(builder.data_dir):  # as a running build holds it
+    with pytest.raises(folder_builder.BuildLockedError, match=f"being built by process {os.getpid()} ") as error:
+      image_folder.Builder(config=cfg, data_dir=str(tmp_path)).download_and_prepare()
+    assert "\n" not in str(error.value)
+    assert not os.path.exists(builder.data_dir)
+  image_folder.Builder(config=cfg, data_dir=str(tmp_path)).download_and_prepare()  # released: builds
+  assert stored_names(image_folder.Builder(config=cfg, data_dir=str(tmp_path)))
