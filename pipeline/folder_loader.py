@@ -263,10 +263,16 @@ def _from_cache(directory, cache_dir, image_paths, class_names, options, shuffle
   from petpipe.builders.folder_builder import FolderConfig
   from petpipe.builders.image_folder.image_folder_dataset_builder import Builder
 
+  from petpipe.builders import sources as sources_lib
+
   height, width = options.image_size
   channels = options.num_channels
+  # The cache is fresh while every file the builder reads is unchanged (WebP too).
+  class_dirs = list(class_names) if class_names else sources_lib.subfolders(os.fspath(directory))
+  read = [os.path.join(directory, *c.path.split("/"))
+          for c in sources_lib.FolderSource(os.fspath(directory), class_dirs, follow_links).candidates()]
   config = FolderConfig(
-      name=_cache_name(directory, image_paths, class_names, options),
+      name=_cache_name(directory, read, class_names, options),
       root=os.fspath(directory),
       class_names=list(class_names) if class_names else None,
       encoding="raw",
@@ -337,8 +343,11 @@ def _cache_name(directory, image_paths, class_names, options) -> str:
   digest.update(os.path.abspath(os.fspath(directory)).encode())
   digest.update(repr(list(class_names or [])).encode())
   for path in sorted(image_paths):
-    stat = os.stat(path)
-    digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    try:
+      stat = os.stat(path)
+      digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode("utf-8", "surrogateescape"))
+    except OSError:  # a dangling symlink: its name still counts
+      digest.update(f"{path}\0missing\n".encode("utf-8", "surrogateescape"))
   height, width = options.image_size
   return f"raw{height}x{width}c{options.num_channels}_{digest.hexdigest()[:12]}"
 
@@ -459,7 +468,9 @@ def _decodable_sources(headers: dict, channels: int, reasons: dict) -> Optional[
              if header.format == "webp"
              or (channels != 4 and header.format in ("gif", "bmp"))
              or (channels == 1 and header.format == "jpeg" and header.components == 4)]
-  if len(foreign) > _MAX_TRANSCODED and not any(headers[p].format == "webp" for p in foreign):
+  # Too many to hold in memory: every file takes `ops.decode_any`, which reads WebP too,
+  # so one WebP among hundreds of BMPs never puts them all into memory.
+  if len(foreign) > _MAX_TRANSCODED:
     return None
   sources = {path: path for path in headers}
   for path in foreign:
