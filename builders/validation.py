@@ -22,6 +22,7 @@ import threading
 import warnings
 from typing import Iterator, Optional, Sequence
 
+import numpy as np
 import tensorflow as tf
 from PIL import Image
 from tqdm import auto as tqdm
@@ -119,6 +120,25 @@ def _decode_failure_reason(data: bytes, fmt: str, error: Exception) -> str:
   return f"undecodable: {message}"
 
 
+PILLOW_DECODED = "pillow_decoded"
+
+
+def pillow_reads_completely(data: bytes) -> bool:
+  """Whether Pillow decodes every pixel of the file (truncated data raises)."""
+  try:
+    with Image.open(io.BytesIO(data)) as im:
+      im.load()
+    return True
+  except Exception:  # Pillow raises many types for bad data.
+    return False
+
+
+def pillow_decode(data: bytes) -> "np.ndarray":
+  """uint8 (H, W, 3) RGB of a file through Pillow (first frame), for what TensorFlow cannot read."""
+  with Image.open(io.BytesIO(data)) as im:
+    return np.asarray(im.convert("RGB"))
+
+
 def decode_check(data: bytes, fmt: str) -> None:
   """Decodes with TensorFlow; raises `tf.errors.OpError` if the data is bad.
 
@@ -200,10 +220,23 @@ def inspect(data: bytes, path: str, class_dir: str, limits: Limits) -> Verdict:
         reason=f"too_small: {width}x{height}, min side {limits.min_side}",
         **base,
     )
+  if fmt == "BMP" and image_headers.bmp_needs_pillow(data[:34]):
+    # TensorFlow rejects it, or (8-bit palette) decodes palette indices as gray: Pillow reads it.
+    if pillow_reads_completely(data):
+      return Verdict(status=TRANSCODED, reason=(
+          f"{PILLOW_DECODED}: BMP of {int.from_bytes(data[28:30], 'little')} bits or RLE, which "
+          "TensorFlow rejects or misreads"), **base)
+    return Verdict(status=SKIPPED, reason="undecodable: BMP data incomplete or corrupt (Pillow)", **base)
   try:
     decode_check(data, fmt)
   except tf.errors.OpError as e:
-    return Verdict(status=SKIPPED, reason=_decode_failure_reason(data, fmt, e), **base)
+    reason = _decode_failure_reason(data, fmt, e)
+    if fmt != "JPEG" and pillow_reads_completely(data):
+      # A valid file TensorFlow's decoder rejects (RLE, 1/4-bit or 16-bit BMP, some GIF/WebP):
+      # stored through Pillow's decode.
+      return Verdict(status=TRANSCODED, reason=(
+          f"{PILLOW_DECODED}: {fmt} that TensorFlow cannot decode ({reason.split(': ', 1)[-1]})"), **base)
+    return Verdict(status=SKIPPED, reason=reason, **base)
   if fmt != "JPEG":
     return Verdict(status=TRANSCODED, reason=f"format: {fmt}", **base)
   if mode not in ("L", "RGB"):

@@ -21,6 +21,7 @@ from typing import Optional, Sequence
 from absl import logging
 import numpy as np
 from PIL import Image
+from PIL import BmpImagePlugin  # noqa: F401  (opens BMP without loading every plugin)
 from PIL import WebPImagePlugin  # noqa: F401  (opens WebP without loading every plugin)
 import tensorflow as tf
 
@@ -361,13 +362,12 @@ def _no_images_message(directory, which: Optional[str]) -> str:
 def _from_files(paths, labels, options, shuffle, seed, verbose) -> tf.data.Dataset:
   """Checks the files' headers, then streams the good ones: read, decode, resize, batch."""
   headers, reasons = check_files(paths, options.num_channels)
-  sources = _decodable_sources(headers, options.num_channels, reasons)
+  sources, any_format = _decodable_sources(headers, options.num_channels, reasons)
   keep = [i for i, p in enumerate(paths) if p not in reasons]
   good_paths = [paths[i] for i in keep]
   if reasons:
     _report_skipped(reasons, len(paths), verbose)
-  if sources is None:
-    sources = {p: p for p in good_paths}
+  if any_format:
     decode = _decoder_for(options, lambda encoded: ops.decode_any(encoded, options.num_channels))
   else:
     decode = _decoder_for(options, lambda encoded: ops.decode(encoded, options.num_channels))
@@ -444,7 +444,11 @@ def _decode_error(path: str, header: image_headers.ImageHeader, channels: int) -
 
 
 def _decode_eagerly(path: str, header: image_headers.ImageHeader, channels: int) -> np.ndarray:
-  """Any readable image file -> uint8 (H, W, 3 or 4), with Pillow for WebP."""
+  """Any readable image file -> uint8 (H, W, 3 or 4), with Pillow for WebP and for the BMPs
+  TensorFlow rejects or misreads (RLE, 1/4/8-bit palette, 16-bit)."""
+  if header.needs_pillow:
+    with Image.open(path, formats=["BMP"]) as image:
+      return np.asarray(image.convert("RGBA" if channels == 4 else "RGB"))
   if header.format == "webp":
     with Image.open(path, formats=["WEBP"]) as image:
       return np.asarray(image.convert("RGBA" if channels == 4 else "RGB"))
@@ -456,22 +460,23 @@ def _decode_eagerly(path: str, header: image_headers.ImageHeader, channels: int)
   return tf.io.decode_image(data, channels=3, expand_animations=False).numpy()
 
 
-def _decodable_sources(headers: dict, channels: int, reasons: dict) -> Optional[dict[str, str]]:
-  """Path to read for each good file: itself, or an in-memory PNG of it.
+def _decodable_sources(headers: dict, channels: int, reasons: dict) -> tuple[dict[str, str], bool]:
+  """(path to read for each good file: itself, or an in-memory PNG of it; whether every
+  file must take the slower any-format decode).
 
   The few files the fast decoder cannot turn into `channels` (GIF, BMP and CMYK JPEG for
   grayscale; WebP always) are transcoded once to PNG in TensorFlow's in-memory file system,
-  so that one decode without control flow serves every file of the folder. None when too
-  many files need it to keep them in memory: then every file takes the slower decode.
+  so that one decode without control flow serves every file of the folder. When too many
+  files need it to keep them in memory, every file takes `ops.decode_any` (which reads
+  WebP too) and only the BMPs TensorFlow rejects or misreads are transcoded, by Pillow.
   """
   foreign = [path for path, header in headers.items()
-             if header.format == "webp"
+             if header.format == "webp" or header.needs_pillow
              or (channels != 4 and header.format in ("gif", "bmp"))
              or (channels == 1 and header.format == "jpeg" and header.components == 4)]
-  # Too many to hold in memory: every file takes `ops.decode_any`, which reads WebP too,
-  # so one WebP among hundreds of BMPs never puts them all into memory.
-  if len(foreign) > _MAX_TRANSCODED:
-    return None
+  any_format = len(foreign) > _MAX_TRANSCODED
+  if any_format:
+    foreign = [path for path in foreign if headers[path].needs_pillow]
   sources = {path: path for path in headers}
   for path in foreign:
     try:
@@ -489,7 +494,7 @@ def _decodable_sources(headers: dict, channels: int, reasons: dict) -> Optional[
     tf.io.gfile.makedirs(_TRANSCODED_DIR)
     with tf.io.gfile.GFile(sources[path], "wb") as f:
       f.write(png.numpy())
-  return sources
+  return sources, any_format
 
 
 def _short_error(error: tf.errors.OpError) -> str:

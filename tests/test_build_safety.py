@@ -435,3 +435,28 @@ def test_a_second_build_of_the_same_folder_fails_at_once_naming_the_holders_pid(
     assert not os.path.exists(builder.data_dir)
   image_folder.Builder(config=cfg, data_dir=str(tmp_path)).download_and_prepare()  # released: builds
   assert stored_names(image_folder.Builder(config=cfg, data_dir=str(tmp_path)))
+
+
+# Rescue ---------------------------------------------------------------------------------------------
+
+
+def test_bmps_tensorflow_rejects_or_misreads_are_stored_with_pillows_pixels(tmp_path):
+  from petpipe.builders import fault_corpus
+
+  rng = np.random.default_rng(2)
+  root = tmp_path / "bmps"
+  palette8 = Image.fromarray(rng.integers(0, 256, (16, 20, 3), np.uint8)).convert("P")
+  files = {"a/rle8.bmp": fault_corpus._bmp_rle8(rng), "a/four.bmp": fault_corpus._bmp_4bit(rng),
+           "b/sixteen.bmp": fault_corpus._bmp_16bit(rng), "b/palette8.bmp": fault_corpus._encode(palette8, "BMP"),
+           "b/one.bmp": fault_corpus._encode(palette8.convert("1"), "BMP")}
+  for name, data in files.items():
+    (root / name).parent.mkdir(parents=True, exist_ok=True)
+    (root / name).write_bytes(data)
+  builder = build(config(root, image_size=[16, 20], channels=3), tmp_path / "out")
+  rows = manifest_of(builder)
+  stored = {ex["image/filename"].decode(): ex["image"] for ex in tfds.as_numpy(builder.as_dataset(split="train"))}
+  assert sorted(stored) == sorted(files)
+  for name in files:
+    assert rows[name]["status"] == "transcoded" and rows[name]["reason"].startswith("pillow_decoded: BMP"), rows[name]
+    expected = np.asarray(Image.open(root / name).convert("RGB"))
+    np.testing.assert_allclose(stored[name].astype(int), expected.astype(int), atol=1, err_msg=name)
