@@ -116,7 +116,8 @@ class FolderBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         verdicts, before, _counts(by_split, names), len(dropped), config
     )
     self.info.metadata["card"]["ignored_folders"] = list(ignored_folders)
-    self.info.metadata["card"]["duplicates"] = duplicates
+    self.info.metadata["card"]["duplicates"] = dict(
+        duplicates, near_duplicates=bool(getattr(config, "near_duplicates", False)))
     return {
         split: by_split[split]
         for split in splits_lib.SPLITS
@@ -341,10 +342,12 @@ def _resolve_duplicates(verdicts, label_of_dir, mode: str, apply: bool = True):
   assigned before validation, groups are only reported (`apply=False`).
   """
   usable = [v for v in verdicts if v.usable and v.class_dir in label_of_dir]
-  groups = splits_lib.duplicate_groups(usable, lambda v: v.sha256, lambda v: v.path)
+  # Near duplicates: perceptual hashes (computed only when asked for) at most 3 bits apart.
+  groups = splits_lib.duplicate_groups(usable, lambda v: v.sha256, lambda v: v.path, lambda v: v.phash)
   split_key, replaced, listed = {}, {}, []
   conflicts = 0
   for group in groups:
+    same = "same bytes" if len({v.sha256 for v in group}) == 1 else "near-identical picture"
     first = group[0].path
     classes = sorted({label_of_dir[v.class_dir] for v in group})
     conflict = len(classes) > 1
@@ -355,13 +358,13 @@ def _resolve_duplicates(verdicts, label_of_dir, mode: str, apply: bool = True):
       for v in group:
         others = ", ".join(o.path for o in group if o is not v)
         replaced[v.path] = dataclasses.replace(v, status=validation.SKIPPED, reason=(
-            f"duplicate_conflict: same bytes as {others} in another class"))
+            f"duplicate_conflict: {same} as {others} in another class"))
     elif mode == "drop":
       for v in group[1:]:
         replaced[v.path] = dataclasses.replace(v, status=validation.SKIPPED, reason=(
-            f"duplicate: same bytes as {first}"))
+            f"duplicate: {same} as {first}"))
     if len(listed) < _MAX_GROUPS_LISTED:
-      listed.append({"sha256": group[0].sha256, "paths": [v.path for v in group],
+      listed.append({"sha256": group[0].sha256, "phash": group[0].phash, "paths": [v.path for v in group],
                      "classes": classes, "conflict": conflict})
   if apply:
     verdicts = [replaced.get(v.path, v) for v in verdicts]

@@ -68,7 +68,7 @@ def _check_types(config) -> None:
       fail("split_percent", f"numbers keyed by {splits_lib.SPLITS}")
   elif isinstance(split, str) or not isinstance(split, (list, tuple)) or not all(_is_number(p) for p in split):
     fail("split_percent", "three numbers (train, validation, test)")
-  for name in ("follow_links", "allow_empty_classes"):
+  for name in ("follow_links", "allow_empty_classes", "near_duplicates"):
     if not isinstance(getattr(config, name), bool):
       fail(name, "true or false")
 
@@ -118,6 +118,7 @@ class FolderConfig(tfds.core.BuilderConfig):
   allow_empty_classes: bool = False
   max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
   duplicates: str = "skip_conflicts"
+  near_duplicates: bool = False
 
   def __post_init__(self):
     _check_types(self)
@@ -163,7 +164,7 @@ class FolderConfig(tfds.core.BuilderConfig):
   @property
   def limits(self) -> validation.Limits:
     return validation.Limits(max_pixels=self.max_pixels, min_side=self.min_side,
-                             max_file_bytes=self.max_file_bytes)
+                             max_file_bytes=self.max_file_bytes, near_duplicates=self.near_duplicates)
 
 
 def storage_configs(description_prefix: str = "") -> list[FolderConfig]:

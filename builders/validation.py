@@ -60,11 +60,13 @@ class Limits:
     min_side: smallest width or height accepted.
     max_file_bytes: larger files (or zip members) are skipped before being
       read whole; they are hashed in chunks.
+    near_duplicates: also compute each image's perceptual hash (`Verdict.phash`).
   """
 
   max_pixels: int = Image.MAX_IMAGE_PIXELS
   min_side: int = 8
   max_file_bytes: int = 64 * 2**20
+  near_duplicates: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,6 +82,7 @@ class Verdict:
   height: int = 0
   size_bytes: int = 0
   sha256: str = ""
+  phash: str = ""
 
   @property
   def usable(self) -> bool:
@@ -139,7 +142,7 @@ def pillow_decode(data: bytes) -> "np.ndarray":
     return np.asarray(im.convert("RGB"))
 
 
-def decode_check(data: bytes, fmt: str) -> None:
+def decode_check(data: bytes, fmt: str) -> tf.Tensor:
   """Decodes with TensorFlow; raises `tf.errors.OpError` if the data is bad.
 
   A JPEG decodes at 1/8 scale: libjpeg still reads and Huffman-decodes every
@@ -147,9 +150,20 @@ def decode_check(data: bytes, fmt: str) -> None:
   surface), and skips only the full-size inverse DCT — about twice as fast.
   """
   if fmt == "JPEG":
-    tf.io.decode_jpeg(data, channels=3, ratio=8)
-  else:
-    tf.io.decode_image(data, channels=3, expand_animations=False)
+    return tf.io.decode_jpeg(data, channels=3, ratio=8)
+  return tf.io.decode_image(data, channels=3, expand_animations=False)
+
+
+def perceptual_hash(image) -> str:
+  """A 64-bit difference hash (dHash) of a decoded image, as 16 hex digits: gray, box
+  resized to 9x8, one bit per pair of horizontal neighbours. Re-encodings, resizes and
+  small edits of one picture mostly keep it. (numpy and Pillow: a few eager TensorFlow
+  ops per image would cost more than the validation itself.)"""
+  pixels = np.asarray(image, np.float32)
+  gray = pixels @ np.asarray([0.299, 0.587, 0.114], np.float32)
+  small = np.asarray(Image.fromarray(gray, mode="F").resize((9, 8), Image.Resampling.BOX))
+  bits = np.packbits(small[:, 1:] > small[:, :-1])
+  return bits.tobytes().hex()
 
 
 # Bytes after a JPEG's end marker tolerated as they are (padding); more are trimmed.
@@ -228,7 +242,7 @@ def inspect(data: bytes, path: str, class_dir: str, limits: Limits) -> Verdict:
           "TensorFlow rejects or misreads"), **base)
     return Verdict(status=SKIPPED, reason="undecodable: BMP data incomplete or corrupt (Pillow)", **base)
   try:
-    decode_check(data, fmt)
+    decoded = decode_check(data, fmt)
   except tf.errors.OpError as e:
     reason = _decode_failure_reason(data, fmt, e)
     if fmt != "JPEG" and pillow_reads_completely(data):
@@ -237,6 +251,10 @@ def inspect(data: bytes, path: str, class_dir: str, limits: Limits) -> Verdict:
       return Verdict(status=TRANSCODED, reason=(
           f"{PILLOW_DECODED}: {fmt} that TensorFlow cannot decode ({reason.split(': ', 1)[-1]})"), **base)
     return Verdict(status=SKIPPED, reason=reason, **base)
+  if limits.near_duplicates:  # from the decode validation made anyway (1/8 scale for JPEG)
+    if fmt == "JPEG" and min(decoded.shape[:2]) < 16:  # too few pixels left: decode in full
+      decoded = tf.io.decode_jpeg(data, channels=3)
+    base["phash"] = perceptual_hash(decoded)
   if fmt != "JPEG":
     return Verdict(status=TRANSCODED, reason=f"format: {fmt}", **base)
   if mode not in ("L", "RGB"):

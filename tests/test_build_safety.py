@@ -460,3 +460,23 @@ def test_bmps_tensorflow_rejects_or_misreads_are_stored_with_pillows_pixels(tmp_
     assert rows[name]["status"] == "transcoded" and rows[name]["reason"].startswith("pillow_decoded: BMP"), rows[name]
     expected = np.asarray(Image.open(root / name).convert("RGB"))
     np.testing.assert_allclose(stored[name].astype(int), expected.astype(int), atol=1, err_msg=name)
+
+
+def test_near_duplicates_group_re_encoded_copies_by_perceptual_hash(tmp_path):
+  import matplotlib.cbook
+
+  photo = Image.open(matplotlib.cbook.get_sample_data("grace_hopper.jpg")).convert("RGB").resize((256, 320))
+  root = tmp_path / "near"
+  for cls in ("cat", "dog"):
+    (root / cls).mkdir(parents=True)
+    for i in range(3):
+      (root / cls / f"{i}.jpg").write_bytes(jpeg(hash((cls, i, "n")) % 1000))
+  photo.save(root / "cat" / "photo.jpg", quality=95)
+  photo.resize((224, 280)).save(root / "dog" / "photo_small.jpg", quality=60)
+  exact = build(config(root), tmp_path / "exact")
+  assert {"cat/photo.jpg", "dog/photo_small.jpg"} <= set(stored_names(exact))
+  near = build(config(root, near_duplicates=True), tmp_path / "near_out")
+  rows = manifest_of(near)
+  assert rows["dog/photo_small.jpg"]["reason"] == "duplicate_conflict: near-identical picture as cat/photo.jpg in another class"
+  assert near.info.metadata["card"]["duplicates"]["conflicting_groups"] == 1
+  assert len(stored_names(near)) == 6
