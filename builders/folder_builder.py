@@ -371,12 +371,14 @@ def _resolve_duplicates(verdicts, label_of_dir, mode: str, apply: bool = True):
   else:
     split_key = {}
   card = {
-      "mode": mode if apply else f"{mode} (Beam: reported only)",
+      "mode": mode,
       "groups": len(groups),
       "files_in_groups": sum(len(g) for g in groups),
       "conflicting_groups": conflicts,
       "first_groups": listed,
   }
+  if groups and not apply:
+    card["note"] = "Beam build: splits assigned by path before validation; duplicates only reported"
   return verdicts, split_key, card
 
 
