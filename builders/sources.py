@@ -142,7 +142,7 @@ class FolderSource:
 def _zip_error(e: Exception) -> SourceError:
   text = str(e)
   if isinstance(e, RuntimeError) and "encrypted" in text:
-    return SourceError(f"zip_encrypted: member is encrypted (password required)")
+    return SourceError("zip_encrypted: member is encrypted (password required)")
   if isinstance(e, NotImplementedError):
     return SourceError(f"zip_unsupported: {text or 'compression method not supported'}")
   if isinstance(e, zlib.error):
