@@ -94,4 +94,12 @@ def split_examples(
             _keep_balanced, counts=beam.pvalue.AsDict(counts), labels=sorted(set(label_index.values()))
         )
     )
-  return usable | "Swap" >> beam.Map(_swap) | "Encode" >> beam.Map(make_example)
+  return usable | "Swap" >> beam.Map(_swap) | "Encode" >> beam.Map(_checked_example, make_example=make_example)
+
+
+def _checked_example(item, make_example: Callable):
+  """On Beam a file changed since validation fails the build, naming it (never stored unchecked)."""
+  result = make_example(item)
+  if result is None:
+    raise ValueError(f"{item[0].path} changed during the build: its bytes differ from those validated")
+  return result

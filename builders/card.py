@@ -62,5 +62,11 @@ def summary(card: dict, data_dir: str) -> str:
   for split, counts in card["counts_after_balancing"].items():
     was = card["counts_before_balancing"].get(split, {})
     lines.append(f"  {split}: {counts} (before balancing {was})")
+  dup = card.get("duplicates")
+  if dup and dup["groups"]:
+    lines.append(f"  exact duplicates: {dup['groups']} group(s) of {dup['files_in_groups']} files, "
+                 f"{dup['conflicting_groups']} with conflicting labels ({dup['mode']})")
+  if card.get("ignored_folders"):
+    lines.append(f"  ignored folders (never classes): {card['ignored_folders']}")
   lines.append(f"  manifest of every file not stored as is: {data_dir}/manifest.jsonl")
   return "\n".join(lines)

@@ -76,6 +76,44 @@ def _png16(rng) -> bytes:
   return _encode(Image.fromarray(pixels), "PNG")
 
 
+# BMPs that TensorFlow's decoder rejects and Pillow reads (written by hand: Pillow writes none).
+
+def _bmp(width, height, bpp, compression, palette, pixel_data):
+  pal = b"".join(bytes((b, g, r, 0)) for r, g, b in palette)
+  offset = 14 + 40 + len(pal)
+  dib = struct.pack("<IiiHHIIiiII", 40, width, height, 1, bpp, compression, len(pixel_data), 2835, 2835, len(palette), 0)
+  return b"BM" + struct.pack("<IHHI", offset + len(pixel_data), 0, 0, offset) + dib + pal + pixel_data
+
+def _rows(indices_rows, pack):
+  out = b""
+  for row in indices_rows[::-1]:  # bottom-up
+    data = pack(row)
+    out += data + b"\0" * (-len(data) % 4)
+  return out
+
+def _bmp_4bit(rng, w=20, h=16):
+  palette = [tuple(int(c) for c in rng.integers(0, 256, 3)) for _ in range(16)]
+  idx = rng.integers(0, 16, (h, w))
+  pack = lambda row: bytes((int(row[i]) << 4) | (int(row[i + 1]) if i + 1 < len(row) else 0) for i in range(0, len(row), 2))
+  return _bmp(w, h, 4, 0, palette, _rows(idx, pack))
+
+def _bmp_rle8(rng, w=20, h=16):
+  palette = [tuple(int(c) for c in rng.integers(0, 256, 3)) for _ in range(256)]
+  idx = rng.integers(0, 256, (h, w // 4))
+  data = b""
+  for row in idx[::-1]:
+    for v in row:
+      data += bytes((4, int(v)))
+    data += b"\0\0"
+  data += b"\0\1"
+  return _bmp(w, h, 8, 1, palette, data)
+
+def _bmp_16bit(rng, w=20, h=16):
+  px = rng.integers(0, 2**15, (h, w))
+  pack = lambda row: b"".join(struct.pack("<H", int(v)) for v in row)
+  return _bmp(w, h, 16, 0, [], _rows(px, pack))
+
+
 # kind → (file name suffix, bytes maker, expected status, reason prefix)
 _FILE_KINDS: dict[str, tuple[str, Callable, str, str]] = {
     "zero_byte": (".jpg", lambda rng: b"", SKIPPED, "empty"),
@@ -98,10 +136,16 @@ _FILE_KINDS: dict[str, tuple[str, Callable, str, str]] = {
     "exif_rotated": (".jpg", _exif_rotated, KEPT, ""),
     "progressive": (".jpg", lambda rng: _encode(_picture(rng), "JPEG", progressive=True), KEPT, ""),
     "extraneous_bytes": (".jpg", lambda rng: (lambda d: d[:-2] + b"\xff\x00" * 12 + d[-2:])(_encode(_picture(rng), "JPEG")), REPAIRED, "libjpeg warning"),
+    "bmp_1bit": (".bmp", lambda rng: _encode(_picture(rng).convert("1"), "BMP"), TRANSCODED, "pillow_decoded: BMP"),
+    "bmp_4bit": (".bmp", _bmp_4bit, TRANSCODED, "pillow_decoded: BMP"),
+    "bmp_rle8": (".bmp", _bmp_rle8, TRANSCODED, "pillow_decoded: BMP"),
+    "bmp_16bit": (".bmp", _bmp_16bit, TRANSCODED, "pillow_decoded: BMP"),
+    "bmp_rle8_truncated": (".bmp", lambda rng: _bmp_rle8(rng)[:-40], SKIPPED, "undecodable"),
     "bomb_header": (".jpg", lambda rng: _bomb_png(), SKIPPED, "too_many_pixels"),
     "lossless_jpeg": (".jpg", _lossless_jpeg, SKIPPED, "undecodable"),
     "one_pixel": (".png", lambda rng: _encode(Image.new("RGB", (1, 1), (9, 9, 9)), "PNG"), SKIPPED, "too_small"),
-    "wide_10000x10": (".jpg", lambda rng: _encode(Image.new("RGB", (10000, 10), (200, 10, 10)), "JPEG"), KEPT, ""),
+    # Its colour is drawn so that copies are distinct files, not exact duplicates.
+    "wide_10000x10": (".jpg", lambda rng: _encode(Image.new("RGB", (10000, 10), tuple(int(c) for c in rng.integers(0, 256, 3))), "JPEG"), KEPT, ""),
 }
 _ODD_NAMES = ("with space {i}.jpg", "ünïcødé_猫_{i}.jpg", "new\nline {i}.jpg")
 

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import contextlib
+import dataclasses
+import fcntl
 import functools
 import json
 import os
@@ -24,8 +27,11 @@ from petpipe.builders import storage as storage_lib
 from petpipe.builders import validation
 from petpipe.builders.folder_config import FolderConfig, storage_configs  # noqa: F401  (re-exported)
 from petpipe.pipeline import schema
+from petpipe.pipeline import verify as verify_lib
 
 MANIFEST = "manifest.jsonl"
+FILES = verify_lib.FILES  # every stored file: path, split, label, size, sha256
+CHANGED = "changed_during_build"
 _WINDOW = 64  # examples encoded ahead of the writer: bounds memory
 
 
@@ -63,37 +69,55 @@ class FolderBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     if self._on_beam:
       return self._beam_split_generators(source, label_of_dir, label)
     verdicts = _validated(source, config.limits)
-    by_split = self._plan_and_record(verdicts, label_of_dir)
+    by_split = self._plan_and_record(verdicts, label_of_dir, _ignored_folders(source))
+    self._written = collections.defaultdict(list)  # split -> (verdict, label) stored
+    self._changed = []  # (split, verdict, label): bytes differ from the validated ones
     return {
         split: self._generate_examples(
-            source, [(v, label[label_of_dir[v.class_dir]]) for c in names for v in per_class.get(c, [])]
+            source, [(v, label[label_of_dir[v.class_dir]]) for c in names for v in per_class.get(c, [])],
+            split,
         )
         for split, per_class in by_split.items()
     }
 
-  def _plan_and_record(self, verdicts, label_of_dir) -> dict:
+  def _plan_and_record(self, verdicts, label_of_dir, ignored_folders=()) -> dict:
     """Splits and balances usable files; writes the manifest and the card."""
     config = self.builder_config
     names = self._label_names()
-    usable = [v for v in verdicts if v.usable]
+    verdicts, split_key, duplicates = _resolve_duplicates(
+        verdicts, label_of_dir, getattr(config, "duplicates", "keep"), apply=not self._on_beam)
+    usable = [v for v in verdicts if v.usable and v.class_dir in label_of_dir]
     if not usable:
       raise ValueError(f"No usable images: {len(verdicts)} files found, none decodable.")
+    found = collections.Counter(label_of_dir[v.class_dir] for v in usable)
+    empty = [n for n in names if not found[n]]
+    if empty and not getattr(config, "allow_empty_classes", False):
+      raise ValueError(
+          f"Class(es) with no usable image: {empty} (skip reasons in the files listed under them); "
+          'fix the data or class_names, or set "allow_empty_classes": true.'
+      )
     by_split = splits_lib.group(
         usable,
-        lambda v: splits_lib.split_of(v.path, config.split_percent),
+        # Exact duplicates share their group's key (its first path): one split together.
+        lambda v: splits_lib.split_of(split_key.get(v.path, v.path), config.split_percent),
         lambda v: label_of_dir[v.class_dir],
     )
     before = _counts(by_split, names)
     dropped = []
     if config.balance == "undersample":
+      # Classes allowed to be empty take no part: they would cut every class to 0.
+      present = [n for n in names if found[n]]
       for split in by_split:
-        by_split[split], out = splits_lib.balance(by_split[split], lambda v: v.path, names)
+        by_split[split], out = splits_lib.balance(by_split[split], lambda v: v.path, present)
         dropped += [v for vs in out.values() for v in vs]
     not_kept = [v for v in verdicts if v.status != validation.KEPT]
-    _write_manifest(os.path.join(self.data_dir, MANIFEST), not_kept, dropped)
+    _write_manifest(os.path.join(self.data_dir, MANIFEST), not_kept, dropped, ignored_folders)
     self.info.metadata["card"] = card_lib.make_card(
         verdicts, before, _counts(by_split, names), len(dropped), config
     )
+    self.info.metadata["card"]["ignored_folders"] = list(ignored_folders)
+    self.info.metadata["card"]["duplicates"] = dict(
+        duplicates, near_duplicates=bool(getattr(config, "near_duplicates", False)))
     return {
         split: by_split[split]
         for split in splits_lib.SPLITS
@@ -134,25 +158,69 @@ class FolderBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         storage=config.storage,
         max_side=config.max_side,
         jpeg_quality=config.jpeg_quality,
+        max_bytes=config.limits.max_file_bytes,
     )
 
-  def _generate_examples(self, source, items: Sequence[tuple[validation.Verdict, int]]):
+  def _generate_examples(self, source, items: Sequence[tuple[validation.Verdict, int]], split: str = ""):
     config = self.builder_config
     make = self._example_fn(source)
     workers = os.cpu_count() or 1
+
+    def checked(item, result):
+      # A file whose bytes now differ from the validated ones is not stored (recorded instead).
+      if result is None:
+        self._changed.append((split, *item))
+        return None
+      self._written[split].append(item)
+      return result
+
     # TFDS orders records by key hash, so the order examples are yielded in is free:
     # files stored as is go straight through, the rest are encoded in threads.
     with concurrent.futures.ThreadPoolExecutor(workers) as pool:
       pending = collections.deque()
+
+      def ready():
+        item, future = pending.popleft()
+        return checked(item, future.result())
+
       for item in items:
         if storage_lib.stored_as_is(item[0], config.storage, config.max_side):
-          yield make(item)
+          if (result := checked(item, make(item))) is not None:
+            yield result
           continue
-        pending.append(pool.submit(make, item))
+        pending.append((item, pool.submit(make, item)))
         if len(pending) >= _WINDOW:  # bounds memory: encoded results waiting
-          yield pending.popleft().result()
+          if (result := ready()) is not None:
+            yield result
       while pending:
-        yield pending.popleft().result()
+        if (result := ready()) is not None:
+          yield result
+
+  def _record_written(self) -> None:
+    """After writing: files.jsonl of every stored file; changed files into manifest and card."""
+    rows = [
+        {"path": v.path, "split": split, "label": label, "size_bytes": v.size_bytes, "sha256": v.sha256}
+        for split, items in self._written.items() for v, label in items
+    ]
+    rows.sort(key=lambda r: r["path"])
+    _write_jsonl(os.path.join(self.data_dir, FILES), rows)
+    if not self._changed:
+      return
+    names = self._label_names()
+    card = self.info.metadata["card"]
+    path = os.path.join(self.data_dir, MANIFEST)
+    with tf.io.gfile.GFile(path) as f:
+      manifest = [json.loads(line) for line in f if line.strip()]
+    for split, v, label in self._changed:
+      manifest.append({"path": v.path, "status": validation.SKIPPED,
+                       "reason": f"{CHANGED}: the file's bytes differ from those validated",
+                       "size_bytes": v.size_bytes, "sha256": v.sha256})
+      card["counts_after_balancing"][split][names[label]] -= 1
+      card["status"][v.status] -= 1
+      card["status"][validation.SKIPPED] = card["status"].get(validation.SKIPPED, 0) + 1
+      card["skipped_by_reason"][CHANGED] = card["skipped_by_reason"].get(CHANGED, 0) + 1
+    manifest.sort(key=lambda r: (r["status"], r["path"]))
+    _write_jsonl(path, manifest)
 
   def _example_writer(self):
     # Sorted map entries in every record (local and Beam), for this builder only.
@@ -161,14 +229,20 @@ class FolderBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   def _download_and_prepare(self, dl_manager, download_config=None):
     self._on_beam = bool(download_config and (download_config.beam_runner or download_config.beam_options))
     result = super()._download_and_prepare(dl_manager, download_config)
+    if not self._on_beam:
+      self._record_written()
     if self._on_beam:
       from petpipe.builders import beam_build  # Beam builds only: it imports apache_beam.
 
-      _, label_of_dir = self._source(dl_manager)
-      self._plan_and_record(beam_build.read_verdicts(self.data_dir), label_of_dir)
+      source, label_of_dir = self._source(dl_manager)
+      self._plan_and_record(beam_build.read_verdicts(self.data_dir), label_of_dir, _ignored_folders(source))
     return result
 
   def download_and_prepare(self, *args, **kwargs):
+    with build_lock(self.data_dir):
+      self._locked_download_and_prepare(*args, **kwargs)
+
+  def _locked_download_and_prepare(self, *args, **kwargs):
     already_built = tf.io.gfile.exists(os.path.join(self.data_dir, "dataset_info.json"))
     if not already_built:
       remove_leftovers(self.data_dir)
@@ -179,6 +253,44 @@ class FolderBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 
 
 # Helpers --------------------------------------------------------------------
+
+
+class BuildLockedError(RuntimeError):
+  """Another process is building the same dataset folder."""
+
+
+@contextlib.contextmanager
+def build_lock(data_dir: str):
+  """An exclusive lock on building `data_dir` (`<config>/.<version>.lock` holding the PID).
+
+  A second build of the same folder fails at once naming the holder, instead of deleting
+  the first one's unfinished folder. The OS releases the lock when its process dies, so a
+  killed build never leaves a stale lock. Local file systems only (remote paths: no lock).
+  """
+  if "://" in data_dir:
+    yield
+    return
+  parent, version = os.path.split(os.path.normpath(data_dir))
+  os.makedirs(parent, exist_ok=True)
+  path = os.path.join(parent, f".{version}.lock")
+  fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+  try:
+    try:
+      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip() or "unknown"
+      raise BuildLockedError(
+          f"{data_dir} is being built by process {holder} (lock {path}): wait for it to end or stop it."
+      ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    try:
+      yield
+    finally:
+      os.ftruncate(fd, 0)
+      fcntl.flock(fd, fcntl.LOCK_UN)
+  finally:
+    os.close(fd)
 
 
 def remove_leftovers(data_dir: str) -> list[str]:
@@ -197,9 +309,15 @@ def remove_leftovers(data_dir: str) -> list[str]:
   return leftovers
 
 
-def _example(item, source, storage, max_side, jpeg_quality):
+def _example(item, source, storage, max_side, jpeg_quality, max_bytes=None):
+  """The example of one validated file, or None if its bytes are no longer those validated."""
   verdict, label = item
-  data = source.read(verdict.path)
+  try:
+    data = validation.read_bounded(source, verdict.path, max_bytes or verdict.size_bytes)
+  except (OSError, ValueError):
+    return None
+  if data is None or (verdict.sha256 and validation.sha256_of(data) != verdict.sha256):
+    return None
   image = storage_lib.encode(data, verdict, storage, max_side, jpeg_quality)
   return verdict.path, {schema.IMAGE: image, schema.LABEL: label, schema.FILENAME: verdict.path}
 
@@ -212,9 +330,71 @@ def _counts(by_split, names) -> dict:
   }
 
 
-def _write_manifest(path: str, not_kept: list, dropped: list) -> None:
-  """Every file not stored as is: skipped, ignored, transcoded, repaired, balanced out."""
+_MAX_GROUPS_LISTED = 100
+
+
+def _resolve_duplicates(verdicts, label_of_dir, mode: str, apply: bool = True):
+  """(verdicts, path -> split key, card entry) for exact duplicates (same sha256).
+
+  Every member of a group is split by the group's first path, so copies never sit in two
+  splits. Groups spanning several classes (conflicting labels) are skipped unless `mode` is
+  "keep"; "drop" also keeps one file of every other group. On Beam, whose splits are
+  assigned before validation, groups are only reported (`apply=False`).
+  """
+  usable = [v for v in verdicts if v.usable and v.class_dir in label_of_dir]
+  # Near duplicates: perceptual hashes (computed only when asked for) at most 3 bits apart.
+  groups = splits_lib.duplicate_groups(usable, lambda v: v.sha256, lambda v: v.path, lambda v: v.phash)
+  split_key, replaced, listed = {}, {}, []
+  conflicts = 0
+  for group in groups:
+    same = "same bytes" if len({v.sha256 for v in group}) == 1 else "near-identical picture"
+    first = group[0].path
+    classes = sorted({label_of_dir[v.class_dir] for v in group})
+    conflict = len(classes) > 1
+    conflicts += conflict
+    for v in group:
+      split_key[v.path] = first
+    if conflict and mode != "keep":
+      for v in group:
+        others = ", ".join(o.path for o in group if o is not v)
+        replaced[v.path] = dataclasses.replace(v, status=validation.SKIPPED, reason=(
+            f"duplicate_conflict: {same} as {others} in another class"))
+    elif mode == "drop":
+      for v in group[1:]:
+        replaced[v.path] = dataclasses.replace(v, status=validation.SKIPPED, reason=(
+            f"duplicate: {same} as {first}"))
+    if len(listed) < _MAX_GROUPS_LISTED:
+      listed.append({"sha256": group[0].sha256, "phash": group[0].phash, "paths": [v.path for v in group],
+                     "classes": classes, "conflict": conflict})
+  if apply:
+    verdicts = [replaced.get(v.path, v) for v in verdicts]
+  else:
+    split_key = {}
+  card = {
+      "mode": mode,
+      "groups": len(groups),
+      "files_in_groups": sum(len(g) for g in groups),
+      "conflicting_groups": conflicts,
+      "first_groups": listed,
+  }
+  if groups and not apply:
+    card["note"] = "Beam build: splits assigned by path before validation; duplicates only reported"
+  return verdicts, split_key, card
+
+
+def _ignored_folders(source) -> list[str]:
+  return list(getattr(source, "ignored_folders", lambda: [])())
+
+
+def _write_manifest(path: str, not_kept: list, dropped: list, ignored_folders=()) -> None:
+  """Every file not stored as is: skipped, ignored, transcoded, repaired, balanced out;
+  and every junk folder (`__MACOSX/`) that is never a class."""
   rows = [
+      {"path": f"{name}/", "status": "ignored", "reason": "junk folder: never a class",
+       "size_bytes": 0, "sha256": ""}
+      for name in ignored_folders
+  ]
+  rows += [
       {
           "path": v.path,
           "status": v.status,
@@ -235,9 +415,13 @@ def _write_manifest(path: str, not_kept: list, dropped: list) -> None:
       for v in dropped
   ]
   rows.sort(key=lambda r: (r["status"], r["path"]))
+  _write_jsonl(path, rows)
+
+
+def _write_jsonl(path: str, rows: list[dict]) -> None:
+  """One JSON object a line; the file exists even with no rows (GFile creates it on write)."""
   with tf.io.gfile.GFile(path, "w") as f:
-    for row in rows:
-      f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    f.write("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
 
 
 _VALIDATED: dict = {}

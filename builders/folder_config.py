@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Optional, Sequence, Union
 
 import tensorflow_datasets as tfds
@@ -13,12 +14,63 @@ from petpipe.builders import validation
 from petpipe.pipeline import schema
 
 BALANCE_MODES = ("undersample", "none")
+DUPLICATE_MODES = ("skip_conflicts", "keep", "drop")
+DEFAULT_MAX_FILE_BYTES = 64 * 2**20
+# A config name is one folder name under --data_dir: no separators, no "." or "..".
+_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+
+
+def _is_int(value) -> bool:
+  return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+  return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _size_pair(image_size) -> tuple[int, int]:
-  if isinstance(image_size, int):
+  if _is_int(image_size):
     return (image_size, image_size)
-  return tuple(int(s) for s in image_size)
+  return tuple(image_size)
+
+
+def _check_types(config) -> None:
+  """`--config` JSON gives any JSON type: each field must have its own (one-line error)."""
+
+  def fail(name, expected):
+    raise ValueError(f"{name} must be {expected}. Received: {name}={getattr(config, name)!r}")
+
+  if not isinstance(config.name, str) or not _NAME.match(config.name):
+    fail("name", "letters, digits, '_', '-' or '.' (no path separators), not starting with '.' or '-'")
+  if config.root is not None and not isinstance(config.root, str):
+    fail("root", "a path string")
+  names = config.class_names
+  if names is not None and (isinstance(names, str) or not isinstance(names, (list, tuple))
+                            or not all(isinstance(n, str) and n for n in names)):
+    fail("class_names", "a list of folder names")
+  if names is not None and len(set(names)) != len(names):
+    fail("class_names", "a list of distinct folder names")
+  if not isinstance(config.encoding, str):
+    fail("encoding", "a string")
+  size = config.image_size
+  if size is not None and not _is_int(size) and not (
+      isinstance(size, (list, tuple)) and len(size) == 2 and all(_is_int(s) for s in size)):
+    fail("image_size", "an int or a [height, width] pair of ints")
+  for name in ("channels", "jpeg_quality", "min_side", "max_pixels", "max_file_bytes"):
+    if not _is_int(getattr(config, name)):
+      fail(name, "an int")
+  for name in ("balance", "duplicates"):
+    if not isinstance(getattr(config, name), str):
+      fail(name, "a string")
+  split = config.split_percent
+  if isinstance(split, dict):
+    if not all(k in splits_lib.SPLITS and _is_number(v) for k, v in split.items()):
+      fail("split_percent", f"numbers keyed by {splits_lib.SPLITS}")
+  elif isinstance(split, str) or not isinstance(split, (list, tuple)) or not all(_is_number(p) for p in split):
+    fail("split_percent", "three numbers (train, validation, test)")
+  for name in ("follow_links", "allow_empty_classes", "near_duplicates"):
+    if not isinstance(getattr(config, name), bool):
+      fail(name, "true or false")
 
 
 @dataclasses.dataclass(eq=False)
@@ -42,6 +94,14 @@ class FolderConfig(tfds.core.BuilderConfig):
     min_side: images with a smaller width or height are skipped.
     max_pixels: images whose header declares more pixels are skipped.
     follow_links: follow symlinked sub-folders.
+    allow_empty_classes: build even when a class ends with no usable image
+      (by default that fails, naming the class).
+    max_file_bytes: files (or zip members) larger than this are skipped with
+      a reason before being read whole.
+    duplicates: what to do with files of identical bytes (same sha256), which
+      always land in one split together: "skip_conflicts" (default: groups
+      spanning several classes are skipped, others kept), "keep" (all kept,
+      conflicts too) or "drop" (one file per group kept, conflicts skipped).
   """
 
   root: Optional[str] = None
@@ -55,8 +115,15 @@ class FolderConfig(tfds.core.BuilderConfig):
   min_side: int = 8
   max_pixels: int = Image.MAX_IMAGE_PIXELS
   follow_links: bool = False
+  allow_empty_classes: bool = False
+  max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
+  duplicates: str = "skip_conflicts"
+  near_duplicates: bool = False
 
   def __post_init__(self):
+    _check_types(self)
+    if isinstance(self.class_names, list):
+      self.class_names = tuple(self.class_names)
     if isinstance(self.split_percent, dict):
       self.split_percent = tuple(self.split_percent.get(s, 0) for s in splits_lib.SPLITS)
     self.split_percent = tuple(float(p) for p in self.split_percent)
@@ -65,6 +132,8 @@ class FolderConfig(tfds.core.BuilderConfig):
           "split_percent must be three non-negative (train, validation, test) "
           f"percentages summing to 100. Received: split_percent={self.split_percent}"
       )
+    if self.duplicates not in DUPLICATE_MODES:
+      raise ValueError(f"duplicates must be one of {DUPLICATE_MODES}. Received: duplicates={self.duplicates!r}")
     if self.balance not in BALANCE_MODES:
       raise ValueError(f"balance must be one of {BALANCE_MODES}. Received: balance={self.balance!r}")
     if not 1 <= int(self.jpeg_quality) <= 100:
@@ -76,9 +145,10 @@ class FolderConfig(tfds.core.BuilderConfig):
             "image_size must be a positive int (or [height, width] for raw). "
             f"Received: image_size={self.image_size!r}"
         )
-    if self.min_side < 1 or self.max_pixels < 1:
+    if self.min_side < 1 or self.max_pixels < 1 or self.max_file_bytes < 1:
       raise ValueError(
-          f"min_side and max_pixels must be positive. Received: min_side={self.min_side}, max_pixels={self.max_pixels}"
+          "min_side, max_pixels and max_file_bytes must be positive. Received: "
+          f"min_side={self.min_side}, max_pixels={self.max_pixels}, max_file_bytes={self.max_file_bytes}"
       )
     self.storage  # validates encoding, channels and raw size
 
@@ -93,7 +163,8 @@ class FolderConfig(tfds.core.BuilderConfig):
 
   @property
   def limits(self) -> validation.Limits:
-    return validation.Limits(max_pixels=self.max_pixels, min_side=self.min_side)
+    return validation.Limits(max_pixels=self.max_pixels, min_side=self.min_side,
+                             max_file_bytes=self.max_file_bytes, near_duplicates=self.near_duplicates)
 
 
 def storage_configs(description_prefix: str = "") -> list[FolderConfig]:

@@ -10,8 +10,11 @@ import dataclasses
 import hashlib
 import os
 import posixpath
+import re
+import struct
 import threading
 import zipfile
+import zlib
 from typing import Iterable, Optional, Sequence
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp"})
@@ -26,15 +29,58 @@ class Candidate:
     class_dir: the class folder it sits in (first path component).
     is_image: whether its extension names an image format; other files
       (Thumbs.db, .DS_Store, notes) are listed as ignored, never decoded.
+    ignore_reason: why a file is listed as ignored (junk such as `._x.jpg`),
+      when not only its extension says so.
+    skip_reason: why a file is skipped without being read (a zip member whose
+      name escapes the archive or repeats another member's path).
   """
 
   path: str
   class_dir: str
   is_image: bool
+  ignore_reason: str = ""
+  skip_reason: str = ""
+
+
+# Folders that archivers, file managers and operating systems add: never classes.
+JUNK_DIRS = frozenset({
+    "__MACOSX", "__pycache__", "@eaDir", "$RECYCLE.BIN", "System Volume Information",
+})
+JUNK_REASON = "junk: hidden or system file, never an image"
+
+
+def is_junk(name: str) -> bool:
+  """A hidden (`.x`, incl. macOS `._x.jpg`) or system name (`__MACOSX`, ...)."""
+  return name.startswith(".") or name in JUNK_DIRS
+
+
+class SourceError(OSError):
+  """A file of the source cannot be read; the message is the manifest's reason."""
 
 
 def _is_image_name(name: str) -> bool:
   return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+
+
+def _candidate(rel: str, class_dir: str) -> Candidate:
+  inner = rel.split("/")[1:]
+  is_image = _is_image_name(rel)
+  if is_image and any(is_junk(part) for part in inner):  # `._x.jpg`, `.thumbnails/x.jpg`
+    return Candidate(rel, class_dir, False, ignore_reason=JUNK_REASON)
+  return Candidate(rel, class_dir, is_image)
+
+
+_READ_CHUNK = 1 << 20
+
+
+def stream_sha256(f) -> tuple[str, int]:
+  """sha256 and size of a binary stream, read in 1 MiB chunks (bounded memory)."""
+  h = hashlib.sha256()
+  size = 0
+  while chunk := f.read(_READ_CHUNK):
+    h.update(chunk)
+    size += len(chunk)
+  return h.hexdigest(), size
 
 
 class FolderSource:
@@ -57,8 +103,12 @@ class FolderSource:
         for name in sorted(filenames):
           rel = os.path.relpath(os.path.join(dirpath, name), self.root)
           rel = rel.replace(os.sep, "/")
-          found.append(Candidate(rel, class_dir, _is_image_name(name)))
+          found.append(_candidate(rel, class_dir))
     return found
+
+  def ignored_folders(self) -> list[str]:
+    """Top-level junk folders (`__MACOSX`, `.git`, ...): never classes."""
+    return sorted(e.name for e in os.scandir(self.root) if e.is_dir() and is_junk(e.name))
 
   def signature(self, candidates: Sequence[Candidate]) -> str:
     """Changes whenever a listed file changes (size or modification time)."""
@@ -71,13 +121,46 @@ class FolderSource:
         h.update(f"{c.path}\0missing\n".encode("utf-8", "surrogateescape"))
     return h.hexdigest()
 
-  def read(self, path: str) -> bytes:
+  def _full(self, path: str) -> str:
     full = os.path.join(self.root, *path.split("/"))
     real = os.path.realpath(full)
     if os.path.commonpath([real, os.path.realpath(self.root)]) != os.path.realpath(self.root):
       raise PermissionError(f"symlink points outside the root: {path}")
-    with open(full, "rb") as f:
+    return full
+
+  def size(self, path: str) -> int:
+    return os.stat(self._full(path)).st_size
+
+  def open(self, path: str):
+    return open(self._full(path), "rb")
+
+  def read(self, path: str) -> bytes:
+    with self.open(path) as f:
       return f.read()
+
+
+def _zip_error(e: Exception) -> SourceError:
+  text = str(e)
+  if isinstance(e, RuntimeError) and "encrypted" in text:
+    return SourceError("zip_encrypted: member is encrypted (password required)")
+  if isinstance(e, NotImplementedError):
+    return SourceError(f"zip_unsupported: {text or 'compression method not supported'}")
+  if isinstance(e, zlib.error):
+    return SourceError(f"zip_corrupt: compressed data is invalid ({text})")
+  if isinstance(e, zipfile.BadZipFile) and "CRC" in text:
+    return SourceError(f"zip_crc_error: {text}")
+  return SourceError(f"zip_corrupt: {type(e).__name__}: {text}")
+
+
+_ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, RuntimeError, NotImplementedError, EOFError, struct.error, ValueError)
+
+
+def open_zip(zip_path: str) -> zipfile.ZipFile:
+  """Opens a zip; a truncated or corrupt one is a one-line `ValueError` naming it."""
+  try:
+    return zipfile.ZipFile(zip_path)
+  except (zipfile.BadZipFile, EOFError, struct.error) as e:
+    raise ValueError(f"{zip_path} is not a readable zip (truncated or corrupt: {e}).") from None
 
 
 class ZipSource:
@@ -88,7 +171,7 @@ class ZipSource:
     self.class_dirs = tuple(class_dirs)
     self.prefix = prefix
     self._local = threading.local()
-    self._names = None
+    self._table = None
 
   def __repr__(self) -> str:
     return f"ZipSource({self.zip_path!r}, prefix={self.prefix!r})"
@@ -103,68 +186,161 @@ class ZipSource:
     # One handle per thread: members then decompress in parallel.
     handle = getattr(self._local, "zip", None)
     if handle is None:
-      handle = self._local.zip = zipfile.ZipFile(self.zip_path)
+      handle = self._local.zip = open_zip(self.zip_path)
     return handle
+
+  def _members(self) -> "MemberTable":
+    if self._table is None:
+      self._table = member_table(self._zip().namelist(), self.prefix)
+    return self._table
 
   def member_names(self) -> dict[str, str]:
     """Normalised path relative to the prefix → raw member name."""
-    if self._names is None:
-      self._names = normalised_members(self._zip().namelist(), self.prefix)
-    return self._names
+    return self._members().clean
 
   def candidates(self) -> list[Candidate]:
+    table = self._members()
     found = []
-    for rel in sorted(self.member_names()):
+    for rel in sorted(table.clean):
       class_dir = rel.split("/", 1)[0]
       if class_dir in self.class_dirs and "/" in rel:
-        found.append(Candidate(rel, class_dir, _is_image_name(rel)))
+        found.append(_candidate(rel, class_dir))
+    for raw, reason in table.rejected:
+      rel = raw.replace("\\", "/")
+      rel = rel[len(self.prefix):] if rel.startswith(self.prefix) else rel
+      found.append(Candidate(rel, rel.split("/", 1)[0], _is_image_name(rel), skip_reason=reason))
     return found
+
+  def ignored_folders(self) -> list[str]:
+    """Junk folders (`__MACOSX`, `.x`) at the top of the zip or of its prefix: never classes."""
+    top = {raw.replace("\\", "/").split("/", 1)[0] for raw in self._zip().namelist()}
+    inner = {rel.split("/", 1)[0] for rel in self._members().clean if "/" in rel}
+    return sorted(n for n in top | inner if is_junk(n))
 
   def signature(self, candidates: Sequence[Candidate]) -> str:
     st = os.stat(self.zip_path)
     return f"{st.st_size}:{st.st_mtime_ns}"
 
+  def _info(self, path: str) -> zipfile.ZipInfo:
+    return self._zip().getinfo(self._members().clean[path])
+
+  def size(self, path: str) -> int:
+    """The member's declared uncompressed size (zipfile never inflates beyond it)."""
+    return self._info(path).file_size
+
+  def open(self, path: str):
+    try:
+      return _ZipMemberStream(self._zip().open(self._info(path)))
+    except _ZIP_ERRORS as e:
+      raise _zip_error(e) from None
+
   def read(self, path: str) -> bytes:
-    return self._zip().read(self.member_names()[path])
+    with self.open(path) as f:
+      return f.read()
 
 
-def normalised_members(names: Iterable[str], prefix: str = "") -> dict[str, str]:
-  """Maps clean relative paths to member names; rejects names escaping the root.
+class _ZipMemberStream:
+  """A zip member's stream whose read errors become `SourceError`s with a reason."""
+
+  def __init__(self, f):
+    self._f = f
+
+  def read(self, n: int = -1) -> bytes:
+    try:
+      return self._f.read(n)
+    except _ZIP_ERRORS as e:
+      raise _zip_error(e) from None
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, *exc):
+    self._f.close()
+
+
+@dataclasses.dataclass
+class MemberTable:
+  """A zip's members: clean relative path → raw name, and members refused with a reason."""
+
+  clean: dict
+  rejected: list
+
+
+def member_table(names: Iterable[str], prefix: str = "") -> MemberTable:
+  """Maps clean relative paths to member names; records names that escape or collide.
 
   Backslashes (zips written on Windows) become slashes; directories and members
-  outside `prefix` are left out.
+  outside `prefix` are left out. A member whose name escapes the root (`..`,
+  absolute) is refused; of several names with one clean path (`a/./x.jpg`,
+  `a/x.jpg`), the one written cleanly wins, else the first, and the others are refused.
   """
-  out = {}
+  clean, rejected = {}, []
+  exact = set()
   for raw in names:
     name = raw.replace("\\", "/")
     if name.endswith("/"):
       continue
     norm = posixpath.normpath(name)
-    if norm.startswith("/") or norm == ".." or norm.startswith("../"):
-      raise ValueError(f"zip member escapes the archive root: {raw!r}")
+    if name.startswith("/") or norm == ".." or norm.startswith("../") or re.match(r"^[A-Za-z]:", name):
+      rejected.append((raw, "unsafe_path: member name escapes the archive root"))
+      continue
     if not norm.startswith(prefix):
       continue
-    out[norm[len(prefix):]] = raw
-  return out
+    rel = norm[len(prefix):]
+    if rel in clean:
+      if name == norm and rel not in exact:
+        rejected.append((clean[rel], f"duplicate_member: same path as member {raw!r}"))
+        clean[rel] = raw
+        exact.add(rel)
+      else:
+        rejected.append((raw, f"duplicate_member: same path as member {clean[rel]!r}"))
+      continue
+    clean[rel] = raw
+    if name == norm:
+      exact.add(rel)
+  return MemberTable(clean, rejected)
+
+
+def normalised_members(names: Iterable[str], prefix: str = "") -> dict[str, str]:
+  """Clean relative path → raw member name (see `member_table`)."""
+  return member_table(names, prefix).clean
 
 
 def subfolders(root: str) -> list[str]:
-  """Sorted names of the sub-folders of `root` (hidden ones left out)."""
-  return sorted(
-      e.name for e in os.scandir(root) if e.is_dir() and not e.name.startswith(".")
-  )
+  """Sorted names of the sub-folders of `root` (hidden and junk ones left out)."""
+  return sorted(e.name for e in os.scandir(root) if e.is_dir() and not is_junk(e.name))
+
+
+def zip_layout(zip_path: str) -> tuple[str, list[str]]:
+  """(prefix, sorted class folders) of a zip of class folders.
+
+  A zip whose only top-level entry (junk aside) is one folder holding folders —
+  how macOS and most tools zip a folder — is read from inside that folder.
+  """
+  with open_zip(zip_path) as zf:
+    names = list(member_table(zf.namelist()).clean)
+  prefix = ""
+  while True:
+    inner = [n[len(prefix):] for n in names if n.startswith(prefix)]
+    top = {n.split("/", 1)[0] for n in inner if not is_junk(n.split("/", 1)[0])}
+    folders = {n.split("/", 1)[0] for n in inner if "/" in n and not is_junk(n.split("/", 1)[0])}
+    if len(top) == 1 and folders == top:
+      only = next(iter(top))
+      below = {n.split("/")[1] for n in inner if n.startswith(only + "/") and n.count("/") >= 2}
+      if below - {b for b in below if is_junk(b)}:
+        prefix += only + "/"
+        continue
+    return prefix, sorted(folders)
 
 
 def zip_subfolders(zip_path: str) -> list[str]:
-  """Sorted top-level folder names inside a zip."""
-  with zipfile.ZipFile(zip_path) as zf:
-    names = normalised_members(zf.namelist())
-  return sorted({n.split("/", 1)[0] for n in names if "/" in n and not n.startswith(".")})
+  """Sorted class folder names inside a zip (see `zip_layout`)."""
+  return zip_layout(zip_path)[1]
 
 
 def find_zip_prefix(zip_path: str, class_dirs: Sequence[str]) -> Optional[str]:
   """The member prefix under which all `class_dirs` sit, e.g. "PetImages/"."""
-  with zipfile.ZipFile(zip_path) as zf:
+  with open_zip(zip_path) as zf:
     names = [n.replace("\\", "/") for n in zf.namelist()]
   for prefix in ("", "PetImages/"):
     if all(any(n.startswith(f"{prefix}{c}/") for n in names) for c in class_dirs):

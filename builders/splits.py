@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import collections
 import hashlib
-from typing import Callable, Iterable, Sequence, TypeVar
+from typing import Callable, Iterable, Optional, Sequence, TypeVar
 
 SPLITS = ("train", "validation", "test")
 T = TypeVar("T")
@@ -52,3 +52,54 @@ def balance(per_class: dict[str, list[T]], path_of: Callable[[T], str], classes:
     ranked = sorted(per_class.get(c, []), key=lambda it: (stable_fraction(path_of(it), "balance"), path_of(it)))
     kept[c], dropped[c] = ranked[:target], ranked[target:]
   return kept, dropped
+
+
+def duplicate_groups(
+    items: Sequence[T],
+    digest_of: Callable[[T], str],
+    path_of: Callable[[T], str],
+    phash_of: Optional[Callable[[T], str]] = None,
+    max_distance: int = 3,
+) -> list[list[T]]:
+  """Groups of 2+ items with the same content digest or, with `phash_of`, 64-bit perceptual
+  hashes (hex) at most `max_distance` bits apart (linked transitively). Each group is sorted
+  by path, groups by their first path.
+
+  Near pairs are found without comparing all pairs: split into `max_distance + 1` chunks,
+  two hashes that close agree exactly on at least one chunk (pigeonhole), so only items
+  sharing a chunk value are compared.
+  """
+  items = list(items)
+  parent = list(range(len(items)))
+
+  def find(i):
+    while parent[i] != i:
+      parent[i] = parent[parent[i]]
+      i = parent[i]
+    return i
+
+  def union(i, j):
+    parent[find(i)] = find(j)
+
+  first_of: dict = {}
+  for i, item in enumerate(items):
+    if digest_of(item):
+      union(i, first_of.setdefault(digest_of(item), i))
+  if phash_of is not None:
+    hashed = [(i, int(phash_of(it), 16)) for i, it in enumerate(items) if phash_of(it)]
+    chunks = max_distance + 1
+    bounds = [(64 * k // chunks, 64 * (k + 1) // chunks) for k in range(chunks)]
+    for lo, hi in bounds:
+      buckets: dict = collections.defaultdict(list)
+      for i, h in hashed:
+        buckets[(h >> lo) & ((1 << (hi - lo)) - 1)].append((i, h))
+      for members in buckets.values():
+        for a in range(len(members)):
+          for b in range(a + 1, len(members)):
+            if bin(members[a][1] ^ members[b][1]).count("1") <= max_distance:
+              union(members[a][0], members[b][0])
+  by_root: dict = collections.defaultdict(list)
+  for i, item in enumerate(items):
+    by_root[find(i)].append(item)
+  groups = [sorted(g, key=path_of) for g in by_root.values() if len(g) > 1]
+  return sorted(groups, key=lambda g: path_of(g[0]))

@@ -35,10 +35,16 @@ def decode(
   scale still covering `size`; CMYK JPEGs and other formats to RGB, then luma).
 
   A REPAIRED file (libjpeg warns on it) decodes at full size through
-  `validation.decode_quietly`, which keeps the warning off the console.
+  `validation.decode_quietly`, which keeps the warning off the console; a file only
+  Pillow reads (`pillow_decoded`) is decoded by Pillow.
   """
   if verdict.status == validation.REPAIRED:
     return validation.decode_quietly(data, channels)
+  if verdict.reason.startswith(validation.PILLOW_DECODED):
+    # TensorFlow cannot read it: Pillow's pixels, as a lossless PNG, take the one transform.
+    data = tf.io.encode_png(validation.pillow_decode(data)).numpy()
+    return transform.decode_bytes(data, channels, size, image_format="PNG",
+                                  image_shape=(verdict.height, verdict.width))
   return transform.decode_bytes(data, channels, size, image_format=verdict.format,
                                 image_shape=(verdict.height, verdict.width))
 

@@ -20,8 +20,9 @@ import sys
 import tempfile
 import threading
 import warnings
-from typing import Callable, Iterator, Optional, Sequence
+from typing import Iterator, Optional, Sequence
 
+import numpy as np
 import tensorflow as tf
 from PIL import Image
 from tqdm import auto as tqdm
@@ -57,10 +58,15 @@ class Limits:
     max_pixels: largest width×height accepted, read from the header before any
       decoding (Pillow's own bomb limit by default).
     min_side: smallest width or height accepted.
+    max_file_bytes: larger files (or zip members) are skipped before being
+      read whole; they are hashed in chunks.
+    near_duplicates: also compute each image's perceptual hash (`Verdict.phash`).
   """
 
   max_pixels: int = Image.MAX_IMAGE_PIXELS
   min_side: int = 8
+  max_file_bytes: int = 64 * 2**20
+  near_duplicates: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,13 +82,14 @@ class Verdict:
   height: int = 0
   size_bytes: int = 0
   sha256: str = ""
+  phash: str = ""
 
   @property
   def usable(self) -> bool:
     return self.status in USABLE
 
 
-def _sha256(data: bytes) -> str:
+def sha256_of(data: bytes) -> str:
   return hashlib.sha256(data).hexdigest()
 
 
@@ -116,7 +123,26 @@ def _decode_failure_reason(data: bytes, fmt: str, error: Exception) -> str:
   return f"undecodable: {message}"
 
 
-def decode_check(data: bytes, fmt: str) -> None:
+PILLOW_DECODED = "pillow_decoded"
+
+
+def pillow_reads_completely(data: bytes) -> bool:
+  """Whether Pillow decodes every pixel of the file (truncated data raises)."""
+  try:
+    with Image.open(io.BytesIO(data)) as im:
+      im.load()
+    return True
+  except Exception:  # Pillow raises many types for bad data.
+    return False
+
+
+def pillow_decode(data: bytes) -> "np.ndarray":
+  """uint8 (H, W, 3) RGB of a file through Pillow (first frame), for what TensorFlow cannot read."""
+  with Image.open(io.BytesIO(data)) as im:
+    return np.asarray(im.convert("RGB"))
+
+
+def decode_check(data: bytes, fmt: str) -> tf.Tensor:
   """Decodes with TensorFlow; raises `tf.errors.OpError` if the data is bad.
 
   A JPEG decodes at 1/8 scale: libjpeg still reads and Huffman-decodes every
@@ -124,15 +150,67 @@ def decode_check(data: bytes, fmt: str) -> None:
   surface), and skips only the full-size inverse DCT — about twice as fast.
   """
   if fmt == "JPEG":
-    tf.io.decode_jpeg(data, channels=3, ratio=8)
-  else:
-    tf.io.decode_image(data, channels=3, expand_animations=False)
+    return tf.io.decode_jpeg(data, channels=3, ratio=8)
+  return tf.io.decode_image(data, channels=3, expand_animations=False)
+
+
+def perceptual_hash(image) -> str:
+  """A 64-bit difference hash (dHash) of a decoded image, as 16 hex digits: gray, box
+  resized to 9x8, one bit per pair of horizontal neighbours. Re-encodings, resizes and
+  small edits of one picture mostly keep it. (numpy and Pillow: a few eager TensorFlow
+  ops per image would cost more than the validation itself.)"""
+  pixels = np.asarray(image, np.float32)
+  gray = pixels @ np.asarray([0.299, 0.587, 0.114], np.float32)
+  small = np.asarray(Image.fromarray(gray, mode="F").resize((9, 8), Image.Resampling.BOX))
+  bits = np.packbits(small[:, 1:] > small[:, :-1])
+  return bits.tobytes().hex()
+
+
+# Bytes after a JPEG's end marker tolerated as they are (padding); more are trimmed.
+TRAILING_SLACK = 4096
+
+
+def jpeg_end(data: bytes) -> Optional[int]:
+  """Offset just past the end-of-image marker of a JPEG, found by walking its segments
+  (a thumbnail's own end marker inside APP1 is skipped); None if there is none."""
+  if data[:2] != b"\xff\xd8":
+    return None
+  i, n = 2, len(data)
+  while i + 2 <= n:
+    if data[i] != 0xFF:
+      return None
+    marker = data[i + 1]
+    if marker == 0xFF:  # fill byte
+      i += 1
+      continue
+    if marker == 0xD9:
+      return i + 2
+    if 0xD0 <= marker <= 0xD7 or marker == 0x01:
+      i += 2
+      continue
+    if i + 4 > n:
+      return None
+    i += 2 + int.from_bytes(data[i + 2:i + 4], "big")
+    if marker == 0xDA:  # entropy-coded data runs to the next marker that is not FF00 or RSTn
+      while True:
+        j = data.find(b"\xff", i)
+        if j < 0 or j + 1 >= n:
+          return None
+        following = data[j + 1]
+        if following == 0x00 or 0xD0 <= following <= 0xD7:
+          i = j + 2
+        elif following == 0xFF:
+          i = j + 1
+        else:
+          i = j
+          break
+  return None
 
 
 def inspect(data: bytes, path: str, class_dir: str, limits: Limits) -> Verdict:
   """Decides the fate of one file from its bytes (no warning capture here)."""
-  # The manifest needs the hash of every file not stored as is; clean JPEGs skip it.
-  base = dict(path=path, class_dir=class_dir, size_bytes=len(data), sha256=_sha256(data))
+  # Every verdict carries the hash of the bytes validated: the writer compares it.
+  base = dict(path=path, class_dir=class_dir, size_bytes=len(data), sha256=sha256_of(data))
   if not data:
     return Verdict(status=SKIPPED, reason="empty: zero bytes", **base)
   try:
@@ -156,15 +234,37 @@ def inspect(data: bytes, path: str, class_dir: str, limits: Limits) -> Verdict:
         reason=f"too_small: {width}x{height}, min side {limits.min_side}",
         **base,
     )
+  if fmt == "BMP" and image_headers.bmp_needs_pillow(data[:34]):
+    # TensorFlow rejects it, or (8-bit palette) decodes palette indices as gray: Pillow reads it.
+    if pillow_reads_completely(data):
+      return Verdict(status=TRANSCODED, reason=(
+          f"{PILLOW_DECODED}: BMP of {int.from_bytes(data[28:30], 'little')} bits or RLE, which "
+          "TensorFlow rejects or misreads"), **base)
+    return Verdict(status=SKIPPED, reason="undecodable: BMP data incomplete or corrupt (Pillow)", **base)
   try:
-    decode_check(data, fmt)
+    decoded = decode_check(data, fmt)
   except tf.errors.OpError as e:
-    return Verdict(status=SKIPPED, reason=_decode_failure_reason(data, fmt, e), **base)
+    reason = _decode_failure_reason(data, fmt, e)
+    if fmt != "JPEG" and pillow_reads_completely(data):
+      # A valid file TensorFlow's decoder rejects (RLE, 1/4-bit or 16-bit BMP, some GIF/WebP):
+      # stored through Pillow's decode.
+      return Verdict(status=TRANSCODED, reason=(
+          f"{PILLOW_DECODED}: {fmt} that TensorFlow cannot decode ({reason.split(': ', 1)[-1]})"), **base)
+    return Verdict(status=SKIPPED, reason=reason, **base)
+  if limits.near_duplicates:  # from the decode validation made anyway (1/8 scale for JPEG)
+    if fmt == "JPEG" and min(decoded.shape[:2]) < 16:  # too few pixels left: decode in full
+      decoded = tf.io.decode_jpeg(data, channels=3)
+    base["phash"] = perceptual_hash(decoded)
   if fmt != "JPEG":
     return Verdict(status=TRANSCODED, reason=f"format: {fmt}", **base)
   if mode not in ("L", "RGB"):
     return Verdict(status=TRANSCODED, reason=f"colour space: {mode}", **base)
-  return Verdict(status=KEPT, **dict(base, sha256=""))
+  if not data.endswith(b"\xff\xd9"):
+    end = jpeg_end(data)
+    if end is not None and len(data) - end > TRAILING_SLACK:
+      return Verdict(status=REPAIRED, reason=(
+          f"trailing_bytes: {len(data) - end} bytes after the JPEG end marker trimmed"), **base)
+  return Verdict(status=KEPT, **base)
 
 
 class _CapturedStderr:
@@ -218,26 +318,51 @@ def decode_quietly(data: bytes, channels: int) -> tf.Tensor:
   return image
 
 
-def _check(source, cand: sources_lib.Candidate, limits: Limits) -> Verdict:
+def _unreadable(e: Exception) -> str:
+  if isinstance(e, sources_lib.SourceError):
+    return str(e)
+  return f"unreadable: {getattr(e, 'strerror', None) or e}"
+
+
+def _streamed(source, cand: sources_lib.Candidate, status: str, reason: str) -> Verdict:
+  """A verdict for a file not read whole: hashed in chunks (bounded memory)."""
   try:
-    data = source.read(cand.path)
+    with source.open(cand.path) as f:
+      digest, size = sources_lib.stream_sha256(f)
   except (OSError, ValueError) as e:
-    status = SKIPPED if cand.is_image else IGNORED
-    return Verdict(cand.path, cand.class_dir, status, reason=f"unreadable: {getattr(e, 'strerror', None) or e}")
+    return Verdict(cand.path, cand.class_dir, status, reason=f"{reason}; {_unreadable(e)}")
+  return Verdict(cand.path, cand.class_dir, status, reason=reason, size_bytes=size, sha256=digest)
+
+
+def read_bounded(source, path: str, max_bytes: int) -> Optional[bytes]:
+  """The file's bytes, or None if it has more than `max_bytes` (never read whole then)."""
+  if source.size(path) > max_bytes:
+    return None
+  with source.open(path) as f:
+    data = f.read(max_bytes + 1)
+  return None if len(data) > max_bytes else data
+
+
+def _check(source, cand: sources_lib.Candidate, limits: Limits) -> Verdict:
+  if cand.skip_reason:
+    return Verdict(cand.path, cand.class_dir, SKIPPED, reason=cand.skip_reason)
   if not cand.is_image:
-    return Verdict(
-        cand.path, cand.class_dir, IGNORED, reason="not an image file name",
-        size_bytes=len(data), sha256=hashlib.sha256(data).hexdigest(),
-    )
+    return _streamed(source, cand, IGNORED, cand.ignore_reason or "not an image file name")
+  try:
+    data = read_bounded(source, cand.path, limits.max_file_bytes)
+  except (OSError, ValueError) as e:
+    return Verdict(cand.path, cand.class_dir, SKIPPED, reason=_unreadable(e))
+  if data is None:
+    return _streamed(source, cand, SKIPPED, f"too_large: more than max_file_bytes={limits.max_file_bytes}")
   return inspect(data, cand.path, cand.class_dir, limits)
 
 
-def _mark_if_warned(v: Verdict, text: str, read: Callable[[], bytes]) -> Verdict:
+def _mark_if_warned(v: Verdict, text: str) -> Verdict:
   warn, other = _split_warnings(text)
   if other:
     print(other, file=sys.stderr)
   if warn and v.status == KEPT:
-    return dataclasses.replace(v, status=REPAIRED, reason=f"libjpeg warning: {warn[0]}", sha256=_sha256(read()))
+    return dataclasses.replace(v, status=REPAIRED, reason=f"libjpeg warning: {warn[0]}")
   return v
 
 
@@ -247,7 +372,7 @@ def check_alone(cand: sources_lib.Candidate, source, limits: Limits) -> Verdict:
     cap = _CapturedStderr()
     with cap.capture():
       v = _check(source, cand, limits)
-  return _mark_if_warned(v, cap.text, lambda: source.read(cand.path))
+  return _mark_if_warned(v, cap.text)
 
 
 def _recheck_for_warnings(source, verdicts: list[Verdict]) -> list[Verdict]:
@@ -259,7 +384,7 @@ def _recheck_for_warnings(source, verdicts: list[Verdict]) -> list[Verdict]:
       cap = _CapturedStderr()
       with cap.capture():
         decode_check(data, v.format)
-      v = _mark_if_warned(v, cap.text, lambda: data)
+      v = _mark_if_warned(v, cap.text)
     out.append(v)
   return out
 

@@ -21,6 +21,7 @@ from typing import Optional, Sequence
 from absl import logging
 import numpy as np
 from PIL import Image
+from PIL import BmpImagePlugin  # noqa: F401  (opens BMP without loading every plugin)
 from PIL import WebPImagePlugin  # noqa: F401  (opens WebP without loading every plugin)
 import tensorflow as tf
 
@@ -263,10 +264,16 @@ def _from_cache(directory, cache_dir, image_paths, class_names, options, shuffle
   from petpipe.builders.folder_builder import FolderConfig
   from petpipe.builders.image_folder.image_folder_dataset_builder import Builder
 
+  from petpipe.builders import sources as sources_lib
+
   height, width = options.image_size
   channels = options.num_channels
+  # The cache is fresh while every file the builder reads is unchanged (WebP too).
+  class_dirs = list(class_names) if class_names else sources_lib.subfolders(os.fspath(directory))
+  read = [os.path.join(directory, *c.path.split("/"))
+          for c in sources_lib.FolderSource(os.fspath(directory), class_dirs, follow_links).candidates()]
   config = FolderConfig(
-      name=_cache_name(directory, image_paths, class_names, options),
+      name=_cache_name(directory, read, class_names, options),
       root=os.fspath(directory),
       class_names=list(class_names) if class_names else None,
       encoding="raw",
@@ -275,6 +282,9 @@ def _from_cache(directory, cache_dir, image_paths, class_names, options, shuffle
       balance="none",
       split_percent=(100, 0, 0),
       follow_links=follow_links,
+      # As Keras: every class folder is a class, and every readable file is delivered.
+      allow_empty_classes=True,
+      duplicates="keep",
   )
   builder = Builder(config=config, data_dir=os.fspath(cache_dir))
   builder.download_and_prepare()
@@ -337,8 +347,11 @@ def _cache_name(directory, image_paths, class_names, options) -> str:
   digest.update(os.path.abspath(os.fspath(directory)).encode())
   digest.update(repr(list(class_names or [])).encode())
   for path in sorted(image_paths):
-    stat = os.stat(path)
-    digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    try:
+      stat = os.stat(path)
+      digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode("utf-8", "surrogateescape"))
+    except OSError:  # a dangling symlink: its name still counts
+      digest.update(f"{path}\0missing\n".encode("utf-8", "surrogateescape"))
   height, width = options.image_size
   return f"raw{height}x{width}c{options.num_channels}_{digest.hexdigest()[:12]}"
 
@@ -352,13 +365,12 @@ def _no_images_message(directory, which: Optional[str]) -> str:
 def _from_files(paths, labels, options, shuffle, seed, verbose) -> tf.data.Dataset:
   """Checks the files' headers, then streams the good ones: read, decode, resize, batch."""
   headers, reasons = check_files(paths, options.num_channels)
-  sources = _decodable_sources(headers, options.num_channels, reasons)
+  sources, any_format = _decodable_sources(headers, options.num_channels, reasons)
   keep = [i for i, p in enumerate(paths) if p not in reasons]
   good_paths = [paths[i] for i in keep]
   if reasons:
     _report_skipped(reasons, len(paths), verbose)
-  if sources is None:
-    sources = {p: p for p in good_paths}
+  if any_format:
     decode = _decoder_for(options, lambda encoded: ops.decode_any(encoded, options.num_channels))
   else:
     decode = _decoder_for(options, lambda encoded: ops.decode(encoded, options.num_channels))
@@ -435,7 +447,11 @@ def _decode_error(path: str, header: image_headers.ImageHeader, channels: int) -
 
 
 def _decode_eagerly(path: str, header: image_headers.ImageHeader, channels: int) -> np.ndarray:
-  """Any readable image file -> uint8 (H, W, 3 or 4), with Pillow for WebP."""
+  """Any readable image file -> uint8 (H, W, 3 or 4), with Pillow for WebP and for the BMPs
+  TensorFlow rejects or misreads (RLE, 1/4/8-bit palette, 16-bit)."""
+  if header.needs_pillow:
+    with Image.open(path, formats=["BMP"]) as image:
+      return np.asarray(image.convert("RGBA" if channels == 4 else "RGB"))
   if header.format == "webp":
     with Image.open(path, formats=["WEBP"]) as image:
       return np.asarray(image.convert("RGBA" if channels == 4 else "RGB"))
@@ -447,20 +463,23 @@ def _decode_eagerly(path: str, header: image_headers.ImageHeader, channels: int)
   return tf.io.decode_image(data, channels=3, expand_animations=False).numpy()
 
 
-def _decodable_sources(headers: dict, channels: int, reasons: dict) -> Optional[dict[str, str]]:
-  """Path to read for each good file: itself, or an in-memory PNG of it.
+def _decodable_sources(headers: dict, channels: int, reasons: dict) -> tuple[dict[str, str], bool]:
+  """(path to read for each good file: itself, or an in-memory PNG of it; whether every
+  file must take the slower any-format decode).
 
   The few files the fast decoder cannot turn into `channels` (GIF, BMP and CMYK JPEG for
   grayscale; WebP always) are transcoded once to PNG in TensorFlow's in-memory file system,
-  so that one decode without control flow serves every file of the folder. None when too
-  many files need it to keep them in memory: then every file takes the slower decode.
+  so that one decode without control flow serves every file of the folder. When too many
+  files need it to keep them in memory, every file takes `ops.decode_any` (which reads
+  WebP too) and only the BMPs TensorFlow rejects or misreads are transcoded, by Pillow.
   """
   foreign = [path for path, header in headers.items()
-             if header.format == "webp"
+             if header.format == "webp" or header.needs_pillow
              or (channels != 4 and header.format in ("gif", "bmp"))
              or (channels == 1 and header.format == "jpeg" and header.components == 4)]
-  if len(foreign) > _MAX_TRANSCODED and not any(headers[p].format == "webp" for p in foreign):
-    return None
+  any_format = len(foreign) > _MAX_TRANSCODED
+  if any_format:
+    foreign = [path for path in foreign if headers[path].needs_pillow]
   sources = {path: path for path in headers}
   for path in foreign:
     try:
@@ -478,7 +497,7 @@ def _decodable_sources(headers: dict, channels: int, reasons: dict) -> Optional[
     tf.io.gfile.makedirs(_TRANSCODED_DIR)
     with tf.io.gfile.GFile(sources[path], "wb") as f:
       f.write(png.numpy())
-  return sources
+  return sources, any_format
 
 
 def _short_error(error: tf.errors.OpError) -> str:

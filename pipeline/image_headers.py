@@ -43,6 +43,7 @@ class ImageHeader:
     components: stored channels: 1 (gray), 2 (gray+alpha), 3 (colour, YCbCr or palette)
       or 4 (RGBA, or CMYK for JPEG).
     complete: the file ends with its format's end marker; False means it may be truncated.
+    needs_pillow: TensorFlow's decoder rejects or misreads it (see `bmp_needs_pillow`).
   """
 
   format: str
@@ -50,6 +51,7 @@ class ImageHeader:
   width: int
   components: int
   complete: bool
+  needs_pillow: bool = False
 
 
 def sniff_format(head: bytes) -> Optional[str]:
@@ -67,10 +69,23 @@ def sniff_format(head: bytes) -> Optional[str]:
   return None
 
 
+def bmp_needs_pillow(head: bytes) -> bool:
+  """Whether TensorFlow's BMP decoder rejects or misreads a BMP (from its first 34 bytes).
+
+  It reads only uncompressed 24- and 32-bit pixels: it rejects RLE, 1-, 4- and 16-bit BMPs,
+  and decodes 8-bit palette BMPs as gray palette indices, ignoring the palette.
+  """
+  if head[:2] != b"BM" or len(head) < 30:
+    return False
+  bits, = struct.unpack("<H", head[28:30])
+  compression = struct.unpack("<I", head[30:34])[0] if len(head) >= 34 else 0
+  return bits < 24 or compression not in (0, 3)
+
+
 def read_header(path: Union[str, os.PathLike]) -> ImageHeader:
   """Reads the header of the image at `path`; raises `BadImageError` if it is not one."""
   with open(path, "rb") as f:
-    head = f.read(32)
+    head = f.read(34)
     if not head:
       raise BadImageError("empty file")
     size = f.seek(0, os.SEEK_END)
@@ -100,7 +115,7 @@ def read_header(path: Union[str, os.PathLike]) -> ImageHeader:
     width, height = struct.unpack("<ii", head[18:26])
     bits, = struct.unpack("<H", head[28:30])
     return _checked(ImageHeader("bmp", abs(height), width, 4 if bits == 32 else 3,
-                                size >= declared))
+                                size >= declared, bmp_needs_pillow(head)))
   if fmt == "webp":
     return _webp_header(path, head, size)
   raise BadImageError("not a JPEG, PNG, GIF, BMP or WebP image")

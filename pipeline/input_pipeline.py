@@ -7,6 +7,7 @@ so the order of shuffling, batching, parsing, decoding and normalising is decide
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 from typing import Optional, Sequence, Union
 
@@ -150,7 +151,8 @@ def _streamed_batches(slices: Sequence[ShardSlice], config: PipelineConfig,
   if config.cache == "memory":
     ds = ds.cache()
   elif config.cache != "none":
-    ds = ds.cache(config.cache)
+    # Keyed by what it holds: `Dataset.cache(file)` reuses any existing file whatever wrote it.
+    ds = ds.cache(cache_path(config.cache, slices))
   # Shuffle serialized records, not decoded images: the bounded buffer stays small in bytes.
   if shuffle:
     ds = ds.shuffle(config.shuffle_buffer, seed=config.seed, reshuffle_each_iteration=True)
@@ -180,6 +182,24 @@ def _indexed_batches(slices: Sequence[ShardSlice], config: PipelineConfig,
   # Batch indices, then read each batch's records at once.
   ds = ds.batch(config.batch_size, drop_remainder=config.drop_remainder)
   return ds.map(source.read, num_parallel_calls=AUTOTUNE, deterministic=config.deterministic)
+
+
+def cache_path(prefix: str, shards: Sequence[Shard]) -> str:
+  """`prefix` + a key of the records cached: shard paths, slices, sizes and modification times.
+
+  One `cache=` prefix then serves train, validation and test (and rebuilt shards) each with its
+  own file, instead of `Dataset.cache` returning whatever an earlier pipeline cached there.
+  """
+  h = hashlib.sha256()
+  for s in as_slices(shards):
+    try:
+      stat = tf.io.gfile.stat(s.path)
+      stamp = f"{stat.length}:{stat.mtime_nsec}"
+    except tf.errors.OpError:
+      stamp = "missing"
+    path = s.path if "://" in s.path else os.path.abspath(s.path)
+    h.update(f"{path}\0{s.skip}\0{s.take}\0{stamp}\n".encode("utf-8", "surrogateescape"))
+  return f"{prefix}.{h.hexdigest()[:16]}"
 
 
 def pipeline_options(deterministic: bool) -> tf.data.Options:

@@ -34,12 +34,18 @@ def decode(encoded: tf.Tensor, channels: int) -> tf.Tensor:
 
 
 def decode_any(encoded: tf.Tensor, channels: int) -> tf.Tensor:
-  """Decodes JPEG, PNG, GIF (first frame) or BMP to 1, 3 or 4 channels, whatever is stored.
+  """Decodes JPEG, PNG, GIF (first frame), BMP or WebP to 1, 3 or 4 channels, whatever is stored.
 
   Slower than `decode` (control flow), but also turns grayscale GIF/BMP/CMYK JPEG into one
   channel and any image into RGBA, which the decoders refuse to do themselves.
   """
-  image = tf.io.decode_image(encoded, channels=0, expand_animations=False)
+  # `decode_image` reads WebP only with the channel count it stores: its own op reads any.
+  is_webp = tf.strings.regex_full_match(tf.strings.substr(encoded, 0, 12), "(?s)RIFF.{4}WEBP")
+  image = tf.cond(
+      is_webp,
+      lambda: tf.io.decode_webp(encoded)[0],
+      lambda: tf.io.decode_image(encoded, channels=0, expand_animations=False),
+  )
   return to_channels(image, channels)
 
 

@@ -63,6 +63,7 @@ def from_shards(
   `class_names=` override it, or stand in for it when the folder has none.
   """
   paths = resolve_files(files)
+  check_one_dataset(paths)
   storage, class_names = _schema_of(os.path.dirname(paths[0]), storage, class_names)
   return make_dataset(
       paths, storage, config, training=training,
@@ -158,6 +159,32 @@ def resolve_files(files: Files) -> list[str]:
   if missing:
     raise FileNotFoundError(f"These TFRecord shards do not exist: {missing}")
   return paths
+
+
+def check_one_dataset(paths: Sequence[str]) -> None:
+  """Raises ValueError if `paths` span dataset folders whose features or class names differ
+  (a glob matching two datasets would mix their records and labels), naming both folders."""
+  folders = sorted({os.path.dirname(os.path.abspath(p)) if "://" not in p else os.path.dirname(p)
+                    for p in paths})
+  if len(folders) < 2:
+    return
+
+  def described(folder):
+    if not tf.io.gfile.exists(os.path.join(folder, "features.json")):
+      return None
+    features = schema.load_features(folder)
+    return schema.storage_of(features), tuple(schema.class_names_of(features))
+
+  first = described(folders[0])
+  for folder in folders[1:]:
+    other = described(folder)
+    if other is None or first is None or other != first:
+      what = ("one has no features.json" if other is None or first is None else
+              "class names differ" if other[1] != first[1] else "image storage differs")
+      raise ValueError(
+          f"The shards span two datasets ({what}): {folders[0]} and {folder}. "
+          "Give the shards of one dataset."
+      )
 
 
 def split_shards(dataset_dir: str, split: str) -> list:

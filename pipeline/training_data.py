@@ -27,7 +27,7 @@ from petpipe.pipeline import service
 from petpipe.pipeline import sharding
 from petpipe.pipeline.config import PipelineConfig
 from petpipe.pipeline.folder_loader import image_dataset_from_directory
-from petpipe.pipeline.reading import from_shards
+from petpipe.pipeline.reading import check_one_dataset, from_shards
 
 SPLITS = ("train", "validation", "test")
 DEFAULT_IMAGE_SIZE = (100, 100)  # the tutorial's, when the data does not fix one
@@ -158,11 +158,13 @@ def _record_files(source: DataSource) -> tuple[dict, tfds.features.FeaturesDict]
   if source.shards:
     files = {"train": _glob(source.shards, "shards")}
     _check_one_split(files["train"], "shards")
+    check_one_dataset(files["train"])
     for split, pattern, name in (("validation", source.val_shards, "val_shards"),
                                  ("test", source.test_shards, "test_shards")):
       found = _glob(pattern, name) if pattern else _siblings(files["train"], split)
       if found:
         files[split] = found
+    check_one_dataset([f for split_files in files.values() for f in split_files])
     return files, schema.load_features(os.path.dirname(files["train"][0]))
   if source.dataset:
     try:

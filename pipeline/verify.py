@@ -6,13 +6,19 @@
   footer (its index) must open and count the records the metadata says;
 * `verify` (reads everything): every record (with its CRC, for TFRecord) and
   every shard's record count against `dataset_info.json`, naming the file at
-  fault. ArrayRecord has no per-record CRC: its chunks are checked as read.
+  fault. ArrayRecord has no per-record CRC: its chunks are checked as read;
+* `changed_sources`: which source files (of a folder or zip) no longer have the
+  sha256 recorded in the dataset's `files.jsonl` when the build stored them.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import os
+import posixpath
+import zipfile
 
 import tensorflow as tf
 import tensorflow_datasets as tfds
@@ -20,6 +26,7 @@ import tensorflow_datasets as tfds
 from petpipe.pipeline import records
 
 _FRAMING_BYTES = 16  # length (8) + length CRC (4) + data CRC (4)
+FILES = "files.jsonl"  # written by the builders: every stored file with its sha256
 
 
 class CorruptDatasetError(ValueError):
@@ -95,3 +102,55 @@ def _array_record_count(path: str) -> int:
   except (RuntimeError, OSError, ValueError) as e:  # the footer (index) does not parse
     detail = (str(e).strip().splitlines() or [type(e).__name__])[0]
     raise CorruptDatasetError(f"{path}: not a readable ArrayRecord file ({detail})") from None
+
+
+def _sha256(f) -> str:
+  h = hashlib.sha256()
+  while chunk := f.read(1 << 20):
+    h.update(chunk)
+  return h.hexdigest()
+
+
+def changed_sources(dataset_dir: str, root: str) -> list[tuple[str, str]]:
+  """(path, "changed" | "missing") for every stored file whose source under `root` (a folder or
+  a zip) is gone or no longer has the sha256 recorded at build time; [] when all match.
+
+  Files are hashed in 1 MiB chunks. Raises FileNotFoundError if the dataset has no `files.jsonl`.
+  """
+  listing = os.path.join(dataset_dir, FILES)
+  if not tf.io.gfile.exists(listing):
+    raise FileNotFoundError(f"{dataset_dir} has no {FILES}: it was built before stored files were hashed")
+  with tf.io.gfile.GFile(listing) as f:
+    rows = [json.loads(line) for line in f if line.strip()]
+  problems = []
+  if os.path.isdir(root):
+    for row in rows:
+      try:
+        with open(os.path.join(root, *row["path"].split("/")), "rb") as f:
+          digest = _sha256(f)
+      except OSError:
+        problems.append((row["path"], "missing"))
+        continue
+      if digest != row["sha256"]:
+        problems.append((row["path"], "changed"))
+    return problems
+  with zipfile.ZipFile(root) as zf:
+    names = {posixpath.normpath(n.replace("\\", "/")): n for n in zf.namelist() if not n.endswith("/")}
+    # The class folders may sit under a top folder (PetImages/): the first stored path finds it.
+    prefix = ""
+    if rows and rows[0]["path"] not in names:
+      hits = [n for n in names if n.endswith("/" + rows[0]["path"])]
+      prefix = hits[0][:-len(rows[0]["path"])] if hits else ""
+    for row in rows:
+      name = names.get(prefix + row["path"])
+      if name is None:
+        problems.append((row["path"], "missing"))
+        continue
+      try:
+        with zf.open(name) as f:
+          digest = _sha256(f)
+      except Exception:  # a bad member is a changed one
+        digest = ""
+      if digest != row["sha256"]:
+        problems.append((row["path"], "changed"))
+  return problems

@@ -1,6 +1,7 @@
 """Verify a built dataset: every record's CRC and every shard's count against its metadata.
 
     python scripts/verify.py OUT/pet_images/gray100/1.0.0
+    python scripts/verify.py OUT/image_folder/flowers/1.0.0 --against /data/flowers
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from petpipe.pipeline import verify as verify_lib
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("dataset_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--split", "splits", multiple=True, help="Only these splits (default: all).")
-def main(dataset_dir: str, splits: tuple[str, ...]) -> None:
+@click.option("--against", "against", type=click.Path(exists=True),
+              help="Also check that the source files (a folder or zip) still have the sha256 of the build.")
+def main(dataset_dir: str, splits: tuple[str, ...], against: str | None) -> None:
   if not os.path.exists(os.path.join(dataset_dir, "dataset_info.json")):
     raise click.ClickException(f"{dataset_dir} is not a built dataset folder: it has no dataset_info.json")
   try:
@@ -24,6 +27,16 @@ def main(dataset_dir: str, splits: tuple[str, ...]) -> None:
   except (verify_lib.CorruptDatasetError, KeyError) as e:
     raise click.ClickException(str(e).strip("'\"")) from None
   click.echo(f"OK: {len(reports)} shard(s), {sum(r.records for r in reports)} records, every CRC and count as recorded")
+  if against:
+    try:
+      problems = verify_lib.changed_sources(dataset_dir, against)
+    except FileNotFoundError as e:
+      raise click.ClickException(str(e)) from None
+    for path, problem in problems:
+      click.echo(f"{problem}: {path}")
+    if problems:
+      raise click.ClickException(f"{len(problems)} source file(s) of {against} changed or missing since the build")
+    click.echo(f"OK: every stored file of {against} has the sha256 recorded at build time")
 
 
 if __name__ == "__main__":

@@ -228,18 +228,18 @@ def test_zip_input_gives_the_same_examples_as_the_folder(pets, tmp_path):
   assert folder_builder.read_manifest(from_zip.data_dir) == folder_builder.read_manifest(raw.data_dir)
 
 
-def test_zip_member_names_are_normalised_and_escapes_rejected(tmp_path):
+def test_zip_member_names_are_normalised_and_escapes_recorded_as_skips(tmp_path):
   assert sources.normalised_members(["PetImages\\Cat\\1.jpg", "readme.txt", "PetImages/Dog/"], "PetImages/") == {
       "Cat/1.jpg": "PetImages\\Cat\\1.jpg"
   }
-  with pytest.raises(ValueError, match="escapes"):
-    sources.normalised_members(["PetImages/../../etc/passwd"], "PetImages/")
+  table = sources.member_table(["PetImages/../../etc/passwd"], "PetImages/")
+  assert table.clean == {} and table.rejected[0][1].startswith("unsafe_path")
   path = tmp_path / "evil.zip"
   with zipfile.ZipFile(path, "w") as zf:
     zf.writestr("PetImages/Cat/0.jpg", b"x")
     zf.writestr("PetImages/Dog/../../../outside.jpg", b"x")
-  with pytest.raises(ValueError, match="escapes"):
-    sources.ZipSource(str(path), ["Cat", "Dog"], "PetImages/").candidates()
+  found = sources.ZipSource(str(path), ["Cat", "Dog"], "PetImages/").candidates()
+  assert [(c.path, c.skip_reason[:11]) for c in found] == [("Cat/0.jpg", ""), ("Dog/../../../outside.jpg", "unsafe_path")]
 
 
 @pytest.mark.parametrize("layout", ["PetImages", "flat"])

@@ -261,3 +261,17 @@ def test_categorical_labels_need_the_number_of_classes(raw_gray_dir):
 def test_no_shards_is_an_error():
   with pytest.raises(ValueError, match="Received: shards=\\[\\]"):
     make_dataset([], RAW_GRAY, config())
+
+
+def test_one_cache_prefix_for_two_splits_never_returns_the_other_splits_records(tmp_path):
+  from tests.shards_fixture import write_shards
+  train_dir, test_dir = str(tmp_path / "train"), str(tmp_path / "test")
+  write_shards(train_dir, RAW_GRAY, num_examples=12, num_shards=2, split="train")
+  test_paths = write_shards(test_dir, RAW_GRAY, num_examples=5, num_shards=1, split="test")
+  cache = str(tmp_path / "cache" / "x")
+  os.makedirs(os.path.dirname(cache))
+  assert sorted(example_ids(make_dataset(shards(train_dir), RAW_GRAY, config(cache=cache)))) == list(range(12))
+  assert sorted(example_ids(make_dataset(test_paths, RAW_GRAY, config(cache=cache), training=False))) == list(range(5))
+  # A rewritten shard set is a new cache too, and the first one is still reused as is.
+  assert sorted(example_ids(make_dataset(shards(train_dir), RAW_GRAY, config(cache=cache)))) == list(range(12))
+  assert len({os.path.basename(p).split(".")[1] for p in glob.glob(cache + ".*")}) == 2

@@ -173,3 +173,36 @@ def test_a_truncated_shard_fails_before_streaming(tfds_dataset_dir, tmp_path):
     from_dataset_dir(copy, "train[:50%]", EVAL)
   assert from_dataset_dir(copy, "test", EVAL) is not None  # Only the splits read are checked.
   assert from_dataset_dir(copy, "train", EVAL, check_sizes=False) is not None
+
+
+def _two_datasets(tmp_path, second_storage, second_names):
+  first, second = str(tmp_path / "a" / "1.0.0"), str(tmp_path / "b" / "1.0.0")
+  storage = schema.ImageStorage("raw", 1, (SIZE, SIZE))
+  write_shards(first, storage, num_examples=4, num_shards=1)
+  write_shards(second, second_storage, num_examples=4, num_shards=1, with_features=False)
+  schema.features(second_storage, second_names).save_config(second)
+  return first, second
+
+
+@pytest.mark.parametrize("second_storage, second_names, what", [
+    (schema.ImageStorage("raw", 1, (SIZE, SIZE)), tuple(reversed(CLASS_NAMES)), "class names differ"),
+    (schema.ImageStorage("raw", 3, (SIZE, SIZE)), CLASS_NAMES, "image storage differs"),
+])
+def test_shards_of_two_different_datasets_are_refused_naming_both(tmp_path, second_storage, second_names, what):
+  first, second = _two_datasets(tmp_path, second_storage, second_names)
+  with pytest.raises(ValueError, match=f"span two datasets \\({what}\\): {first} and {second}"):
+    from_shards(str(tmp_path / "*" / "1.0.0" / "*.tfrecord*"), PipelineConfig(image_size=SIZE))
+
+
+def test_shards_of_two_copies_of_one_dataset_are_read_together(tmp_path):
+  first, second = _two_datasets(tmp_path, schema.ImageStorage("raw", 1, (SIZE, SIZE)), CLASS_NAMES)
+  ds = from_shards(str(tmp_path / "*" / "1.0.0" / "*.tfrecord*"), PipelineConfig(image_size=SIZE, normalize="none"),
+                   training=False)
+  assert len(example_ids(ds)) == 8
+
+
+def test_training_on_a_shards_glob_spanning_two_datasets_is_refused(tmp_path):
+  from petpipe.pipeline import DataSource, load_splits
+  _two_datasets(tmp_path, schema.ImageStorage("raw", 1, (SIZE, SIZE)), tuple(reversed(CLASS_NAMES)))
+  with pytest.raises(ValueError, match="span two datasets \\(class names differ\\)"):
+    load_splits(DataSource(shards=str(tmp_path / "*" / "1.0.0" / "*-train.tfrecord*")), seed=0)

@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import os
 
 from etils import epath
 import tensorflow as tf
@@ -15,16 +14,21 @@ from petpipe.builders import folder_builder
 from petpipe.builders import sources as sources_lib
 
 
+def _layout(config) -> tuple[str, list[str]]:
+  """(zip member prefix, class folders found) of the root."""
+  if tf.io.gfile.isdir(config.root):
+    return "", sources_lib.subfolders(config.root)
+  if tf.io.gfile.exists(config.root):
+    return sources_lib.zip_layout(config.root)
+  raise FileNotFoundError(f"image_folder root does not exist: {config.root}")
+
+
 def _class_dirs(config) -> list[str]:
   if config.root is None:
     return []
   if config.class_names:
     return list(config.class_names)
-  if tf.io.gfile.isdir(config.root):
-    return sources_lib.subfolders(config.root)
-  if tf.io.gfile.exists(config.root):
-    return sources_lib.zip_subfolders(config.root)
-  raise FileNotFoundError(f"image_folder root does not exist: {config.root}")
+  return _layout(config)[1]
 
 
 class Builder(folder_builder.FolderBuilder):
@@ -48,11 +52,12 @@ class Builder(folder_builder.FolderBuilder):
     dirs = _class_dirs(config)
     if not dirs:
       raise ValueError(f"No class sub-folders in {config.root}: expected root/<class>/<images>.")
+    prefix, found = _layout(config)
+    missing = [d for d in dirs if d not in found]
+    if missing:
+      raise ValueError(f"class_names not found as class folders of {config.root}: {missing}; found: {found}")
     if tf.io.gfile.isdir(config.root):
-      missing = [d for d in dirs if not tf.io.gfile.isdir(os.path.join(config.root, d))]
-      if missing:
-        raise ValueError(f"class_names not found as sub-folders of {config.root}: {missing}")
       source = sources_lib.FolderSource(config.root, dirs, config.follow_links)
     else:
-      source = sources_lib.ZipSource(config.root, dirs)
+      source = sources_lib.ZipSource(config.root, dirs, prefix)
     return source, {d: d for d in dirs}
