@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
-import contextlib
 import dataclasses
-import fcntl
 import functools
 import json
 import os
@@ -26,6 +24,7 @@ from petpipe.builders import stable_records
 from petpipe.builders import storage as storage_lib
 from petpipe.builders import validation
 from petpipe.builders.folder_config import FolderConfig, storage_configs  # noqa: F401  (re-exported)
+from petpipe.pipeline import folder_lock
 from petpipe.pipeline import schema
 from petpipe.pipeline import verify as verify_lib
 
@@ -255,42 +254,16 @@ class FolderBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 # Helpers --------------------------------------------------------------------
 
 
-class BuildLockedError(RuntimeError):
-  """Another process is building the same dataset folder."""
+# A second build of the same folder fails at once naming the holder, instead of deleting
+# the first one's unfinished folder.
+BuildLockedError = folder_lock.FolderLockedError
 
 
-@contextlib.contextmanager
 def build_lock(data_dir: str):
-  """An exclusive lock on building `data_dir` (`<config>/.<version>.lock` holding the PID).
-
-  A second build of the same folder fails at once naming the holder, instead of deleting
-  the first one's unfinished folder. The OS releases the lock when its process dies, so a
-  killed build never leaves a stale lock. Local file systems only (remote paths: no lock).
-  """
-  if "://" in data_dir:
-    yield
-    return
+  """An exclusive lock on building `data_dir` (`<config>/.<version>.lock` holding the PID)."""
   parent, version = os.path.split(os.path.normpath(data_dir))
-  os.makedirs(parent, exist_ok=True)
-  path = os.path.join(parent, f".{version}.lock")
-  fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-  try:
-    try:
-      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-      holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip() or "unknown"
-      raise BuildLockedError(
-          f"{data_dir} is being built by process {holder} (lock {path}): wait for it to end or stop it."
-      ) from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-    try:
-      yield
-    finally:
-      os.ftruncate(fd, 0)
-      fcntl.flock(fd, fcntl.LOCK_UN)
-  finally:
-    os.close(fd)
+  return folder_lock.exclusive(os.path.join(parent, f".{version}.lock"),
+                               f"{data_dir} is being built")
 
 
 def remove_leftovers(data_dir: str) -> list[str]:

@@ -7,6 +7,7 @@ network interface: run dispatchers and workers only on a trusted network.
 from __future__ import annotations
 
 import socket
+import threading
 from typing import Optional
 
 import tensorflow as tf
@@ -57,3 +58,30 @@ def through_service(dataset: tf.data.Dataset, address: str, job_name: Optional[s
       )
   )
   return distributed.prefetch(tf.data.AUTOTUNE)
+
+
+# Seconds to wait for the first element from the service's workers.
+WORKER_SECONDS = 20
+
+
+def check_workers(address: str, timeout: float = WORKER_SECONDS) -> None:
+  """Raises ConnectionError unless a worker of the service at `address` produces an element
+  within `timeout` seconds: with no worker registered, reading through the service would
+  wait forever, silently."""
+  probe = tf.data.Dataset.range(1).apply(tf.data.experimental.service.distribute(
+      processing_mode=tf.data.experimental.service.ShardingPolicy.OFF,
+      service=service_address(address)))
+  done = threading.Event()
+
+  def take_one():
+    for _ in probe.take(1):
+      done.set()
+
+  # A daemon thread: when no worker ever answers, it stays blocked, and must not keep the
+  # process alive.
+  threading.Thread(target=take_one, daemon=True).start()
+  if not done.wait(timeout):
+    raise ConnectionError(
+        f"no tf.data service worker produced data within {timeout:.0f} s through the "
+        f"dispatcher at {address}; start one with `petpipe data-service worker "
+        f"--dispatcher {address.split('://', 1)[-1]}`.")

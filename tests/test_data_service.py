@@ -49,3 +49,15 @@ def test_one_epoch_through_two_workers_is_the_local_multiset(servers, dataset_di
   through = _multiset(service.through_service(remote, servers))
   assert sum(local.values()) == tfds.builder_from_directory(dataset_dir).info.splits["train"].num_examples
   assert through == local
+
+
+@pytest.mark.slow
+def test_worker_check_passes_with_a_worker_registered(servers):
+  service.check_workers(servers, timeout=30)
+
+
+@pytest.mark.slow
+def test_worker_check_fails_within_its_timeout_when_no_worker_is_registered():
+  with data_service_servers.running(workers=0) as address:
+    with pytest.raises(ConnectionError, match="no tf.data service worker produced data within 3 s"):
+      service.check_workers(address, timeout=3)
