@@ -57,9 +57,21 @@ def report(model: keras.Model, evaluation: Mapping[str, tf.data.Dataset],
   return final
 
 
+def best_epoch(history: Sequence[dict], monitor: str) -> Optional[dict]:
+  """The first epoch with the lowest `monitor` (the one Keras's `ModelCheckpoint` with
+  `save_best_only` keeps): {"epoch", "monitor", "value"}, or None before any epoch."""
+  rows = [row for row in history if monitor in row]
+  if not rows:
+    return None
+  row = min(rows, key=lambda r: r[monitor])  # `min` keeps the first of equal values
+  return {"epoch": row["epoch"], "monitor": monitor, "value": row[monitor]}
+
+
 def metrics(config: dict, class_names: Sequence[str], counts: Mapping[str, Sequence[int]],
-            history: Sequence[dict], final: Optional[dict], outputs: dict) -> dict:
-  """metrics.json's content; `final` is None until training has finished."""
+            history: Sequence[dict], final: Optional[dict], outputs: dict,
+            best: Optional[dict] = None) -> dict:
+  """metrics.json's content; `final` is None until training has finished; `best` is the
+  epoch `model.best.keras` holds."""
   trained = [row["images_per_second"] for row in history]
   test = (final or {}).get("test")
   return {
@@ -72,6 +84,7 @@ def metrics(config: dict, class_names: Sequence[str], counts: Mapping[str, Seque
           "train": float(np.mean(trained)) if trained else None,
           "test": test["images_per_second"] if test else None,
       },
+      "best": best,
       "outputs": outputs,
   }
 
