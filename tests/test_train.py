@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -291,23 +292,33 @@ def test_one_fit_drives_a_users_callback_the_cosine_schedule_and_the_csv_log(sha
 # ------------------------------------------------------------------------- resuming
 
 
+FINISHED_ARGS = ["--model", "mlp", "--epochs", 2, "--batch-size", 8, "--seed", 1]
+
+
+@pytest.fixture
+def finished_copy(finished_run, tmp_path) -> str:
+  """A copy of the finished two-epoch run's output folder, to resume."""
+  _, out = finished_run
+  copy = str(tmp_path / "out")
+  shutil.copytree(out, copy)
+  return copy
+
+
 @pytest.mark.slow
-def test_a_finished_run_continues_to_more_epochs(shards, tmp_path):
-  out = tmp_path / "out"
-  args = ["--shards", shards, "--model", "mlp", "--batch-size", 8, "--seed", 4, "--out", out]
-  _assert_ok(invoke(args + ["--epochs", 1]))
-  result = invoke(args + ["--epochs", 2])
+def test_a_finished_run_continues_to_more_epochs(shards, finished_copy):
+  result = invoke(["--shards", shards, *FINISHED_ARGS, "--epochs", 3, "--out", finished_copy])
   _assert_ok(result)
-  assert "Continuing from epoch 2, step 0 of 2 (1 of 2 epochs done" in result.output
-  assert [row["epoch"] for row in _metrics(out)["epochs"]] == [1, 2]
+  assert "Continuing from epoch 3, step 0 of 2 (2 of 3 epochs done" in result.output
+  assert [row["epoch"] for row in _metrics(finished_copy)["epochs"]] == [1, 2, 3]
+  with open(os.path.join(finished_copy, "history.csv")) as f:
+    assert [row["epoch"] for row in csv.DictReader(f)] == ["0", "1", "2"]
 
 
 @pytest.mark.slow
-def test_resuming_with_other_settings_is_refused(shards, tmp_path):
-  out = tmp_path / "out"
-  args = ["--shards", shards, "--epochs", 1, "--batch-size", 8, "--seed", 4, "--out", out]
-  _assert_ok(invoke(args + ["--model", "mlp"]))
-  _assert_one_line_error(invoke(args + ["--model", "cnn"]), "holds a run with other settings")
+def test_resuming_with_other_settings_is_refused_naming_them(shards, finished_copy):
+  args = ["--shards", shards, *FINISHED_ARGS, "--out", finished_copy]
+  _assert_one_line_error(invoke(args + ["--model", "cnn", "--batch-size", 4]),
+                         "holds a run with other settings (batch_size, model differ)")
 
 
 def _position(out) -> tuple[int, int, int]:
