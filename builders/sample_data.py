@@ -200,12 +200,19 @@ def write_anomalies(
 
 
 def render_picture(animal: str, width: int, height: int, rng: np.random.Generator) -> Image.Image:
-  """Draws one RGB cat or dog picture of `width` x `height`."""
+  """Draws one RGB cat or dog picture of `width` x `height`.
+
+  Background, colours, brightness, position and scale come from the same distributions
+  for both animals, with distracting shapes around them, so no threshold on brightness
+  or on any one pixel tells them apart: only the shapes (pointed ears and whiskers, or
+  floppy ears and a big nose) do.
+  """
   if animal not in ("cat", "dog"):
     raise ValueError(f"animal must be 'cat' or 'dog'. Received: animal={animal!r}")
-  image = _background(animal, width, height, rng)
+  image = _background(width, height, rng)
   draw = ImageDraw.Draw(image)
   side = min(width, height)
+  _draw_distractors(draw, width, height, side, rng)
   if animal == "cat":
     _draw_cat(draw, width, height, side, rng)
   else:
@@ -289,23 +296,35 @@ def _anomaly_bytes(
   raise ValueError(f"Unknown anomaly kind: {kind!r}")
 
 
-def _background(animal: str, width: int, height: int, rng: np.random.Generator) -> Image.Image:
-  """Cats: light with fine diagonal stripes. Dogs: darker and plain."""
-  if animal == "cat":
-    grey = int(rng.integers(165, 236))
-  else:
-    grey = int(rng.integers(35, 116))
+def _background(width: int, height: int, rng: np.random.Generator) -> Image.Image:
+  """Any grey, tinted, plain or with diagonal stripes (the same for cats and dogs)."""
+  grey = int(rng.integers(35, 236))
   tint = rng.integers(-15, 16, size=3)
   colour = tuple(int(c) for c in np.clip(grey + tint, 0, 255))
   image = Image.new("RGB", (width, height), colour)
-  if animal == "cat":
+  if rng.random() < 0.5:
     period = int(rng.integers(4, 10))
-    darker = tuple(max(c - int(rng.integers(25, 50)), 0) for c in colour)
+    shift = int(rng.integers(25, 50)) * (1 if grey < 128 else -1)
+    other = tuple(int(np.clip(c + shift, 0, 255)) for c in colour)
     # Row y of the stripe mask is `line[y:y + width]`, a diagonal pattern.
     line = np.where(np.arange(width + height) % period < period // 2, 255, 0).astype(np.uint8)
     mask = np.lib.stride_tricks.as_strided(line, shape=(height, width), strides=(1, 1))
-    image.paste(darker, mask=Image.fromarray(np.ascontiguousarray(mask), "L"))
+    image.paste(other, mask=Image.fromarray(np.ascontiguousarray(mask), "L"))
   return image
+
+
+def _draw_distractors(
+    draw: ImageDraw.ImageDraw, width: int, height: int, side: int, rng: np.random.Generator):
+  """0-3 random ellipses and triangles of any colour, behind the animal."""
+  for _ in range(int(rng.integers(0, 4))):
+    r = side * rng.uniform(0.05, 0.2)
+    cx, cy = rng.uniform(0, width), rng.uniform(0, height)
+    colour = _colour(rng, 0, 255)
+    if rng.random() < 0.5:
+      draw.ellipse(_box(cx, cy, r, r * rng.uniform(0.5, 1.5)), fill=colour)
+    else:
+      draw.polygon([(cx + r * np.cos(a), cy + r * np.sin(a))
+                    for a in rng.uniform(0, 2 * np.pi, size=3)], fill=colour)
 
 
 def _draw_cat(
@@ -313,8 +332,8 @@ def _draw_cat(
   r = side * rng.uniform(0.16, 0.26)
   cx = _uniform(rng, 1.0 * r, width - 1.0 * r)
   cy = _uniform(rng, 1.7 * r, height - 1.05 * r)
-  face = _colour(rng, 185, 255)
-  outline = _colour(rng, 20, 80)
+  face = _colour(rng, 110, 255)
+  outline = _colour(rng, 0, 80)
   line = max(1, round(r / 10))
   for sign in (-1, 1):  # pointed ears on top
     ear = [(cx + sign * 0.95 * r, cy - 0.3 * r), (cx + sign * 0.2 * r, cy - 0.9 * r),
@@ -336,9 +355,9 @@ def _draw_dog(
   rx, ry = 1.3 * r, 0.95 * r
   cx = _uniform(rng, 1.75 * r, width - 1.75 * r)
   cy = _uniform(rng, 1.0 * r, height - 1.45 * r)
-  face = _colour(rng, 110, 210)
+  face = _colour(rng, 110, 255)
   ears = tuple(max(c - int(rng.integers(40, 80)), 0) for c in face)
-  dark = _colour(rng, 0, 40)
+  dark = _colour(rng, 0, 80)
   for sign in (-1, 1):  # long floppy ears down the sides
     draw.ellipse(_box(cx + sign * 1.35 * r, cy + 0.45 * r, 0.38 * r, 1.0 * r), fill=ears)
   draw.ellipse(_box(cx, cy, rx, ry), fill=face)

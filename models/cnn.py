@@ -6,7 +6,7 @@ it trains in seconds per epoch on a CPU; pass `filters` to widen it.
 
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple
+from typing import Optional, Sequence, Tuple, Union
 
 import keras
 from keras import layers
@@ -21,7 +21,7 @@ def build(
     filters: Sequence[int] = (32, 64),
     dense: int = 64,
     dropout: float = 0.0,
-    augment: bool = False,
+    augment: Union[bool, Sequence[str]] = False,
     pixel_range: Tuple[float, float] = preprocessing.PIXEL_RANGE,
     seed: Optional[int] = None,
 ) -> keras.Model:

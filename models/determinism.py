@@ -29,9 +29,14 @@ def derive(seed: int, *keys: int) -> int:
   return int(state[0] >> 1)
 
 
+def seed_states(model: keras.Model) -> list:
+  """The state variables of the model's random layers (not in its saved weights)."""
+  return [v for v in model.non_trainable_variables if v.name == _SEED_STATE]
+
+
 def reseed_layers(model: keras.Model, seed: int, epoch: int) -> int:
   """Sets each random layer's seed state from (seed, epoch); returns how many it set."""
-  states = [v for v in model.non_trainable_variables if v.name == _SEED_STATE]
+  states = seed_states(model)
   for index, state in enumerate(states):
     value = np.array([derive(seed, epoch, index), 0], dtype=state.dtype)
     state.assign(value)

@@ -5,7 +5,7 @@ A baseline: it sees pixels, not shapes, so it learns little from real photos.
 
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple
+from typing import Optional, Sequence, Tuple, Union
 
 import keras
 from keras import layers
@@ -18,7 +18,7 @@ def build(
     input_shape: Sequence[int],
     num_classes: int,
     units: Sequence[int] = (128, 128),
-    augment: bool = False,
+    augment: Union[bool, Sequence[str]] = False,
     pixel_range: Tuple[float, float] = preprocessing.PIXEL_RANGE,
     seed: Optional[int] = None,
 ) -> keras.Model:

@@ -11,6 +11,7 @@ import math
 from typing import Sequence
 
 import numpy as np
+from matplotlib import patches
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
@@ -58,7 +59,8 @@ def samples(
     path: str,
     columns: int = 4,
 ) -> None:
-  """A grid of images titled "predicted (p) / true", green when right and red when wrong."""
+  """A grid of images titled "predicted (p) / true", green when right; a wrong one is
+  titled "WRONG" in red and framed in red."""
   count = len(images)
   rows = max(1, math.ceil(count / columns))
   figure = _figure(2.5 * columns, 2.7 * rows)
@@ -73,11 +75,17 @@ def samples(
     else:
       axes.imshow(np.clip(image, 0, 255).astype(np.uint8))
     guess, truth = class_names[predicted[index]], class_names[labels[index]]
+    right = guess == truth
     axes.set_title(
-        f"{guess} ({confidence[index]:.2f})\ntrue: {truth}",
-        color=_RIGHT if guess == truth else _WRONG,
+        f"{'' if right else 'WRONG: '}{guess} ({confidence[index]:.2f})\ntrue: {truth}",
+        color=_RIGHT if right else _WRONG,
         fontsize=9,
+        fontweight="normal" if right else "bold",
     )
+    if not right:
+      height, width = image.shape[:2]
+      axes.add_patch(patches.Rectangle(
+          (-0.5, -0.5), width, height, fill=False, edgecolor=_WRONG, linewidth=4))
   figure.savefig(path, dpi=100)
 
 

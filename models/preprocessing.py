@@ -7,7 +7,7 @@ raw pixel values, as the pipeline (`normalize="none"`) and `petpipe predict` fee
 
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple
+from typing import Optional, Sequence, Tuple, Union
 
 import keras
 from keras import layers
@@ -34,17 +34,58 @@ def image_input(input_shape: Sequence[int]) -> keras.KerasTensor:
   return keras.Input(shape=check_input_shape(input_shape), name="image")
 
 
-def augmentation(seed: Optional[int] = None) -> list[layers.Layer]:
-  """Random horizontal flips and small rotations, active only in training (as in Keras's
-  PetImages example).
+# The augmentations a model can apply to its input, by name (`--augment`), all Keras 3
+# layers active only in training. Under `jit_compile` (XLA) Keras compiles "flip",
+# "contrast" and "crop"'s resize; "rotate", "zoom" and "randaugment" hold image
+# transforms that XLA cannot compile, and Keras then trains without XLA (see README).
+AUGMENTATIONS = ("flip", "rotate", "zoom", "crop", "contrast", "randaugment")
+DEFAULT_AUGMENTATION = ("flip", "rotate")  # Keras's PetImages example
 
-  Keras runs geometric layers such as `RandomRotation` outside XLA, so a model that
-  augments trains without `jit_compile`.
-  """
-  return [
-      layers.RandomFlip("horizontal", seed=seed, name="flip"),
-      layers.RandomRotation(0.1, seed=seed, name="rotation"),
-  ]
+
+def augmentation_names(augment: Union[bool, str, Sequence[str], None]) -> tuple[str, ...]:
+  """`augment` as a tuple of names: True is the default set, False/None/"none" nothing,
+  "flip,zoom" or ["flip", "zoom"] those."""
+  if augment is True:
+    return DEFAULT_AUGMENTATION
+  if not augment or augment == "none":
+    return ()
+  names = [n.strip() for n in augment.split(",")] if isinstance(augment, str) else list(augment)
+  unknown = [n for n in names if n not in AUGMENTATIONS]
+  if unknown or not names:
+    raise ValueError(f"augment must name some of {', '.join(AUGMENTATIONS)} (or be True, "
+                     f"False or 'none'). Received: augment={augment!r}")
+  return tuple(dict.fromkeys(names))
+
+
+def augmentation(seed: Optional[int] = None, augment: Union[bool, Sequence[str]] = True,
+                 image_size: Optional[Tuple[int, int]] = None) -> list[layers.Layer]:
+  """The random layers `augment` names, in a fixed order (geometry, then colour), active
+  only in training. Pixels stay in [0, 255]; "crop" takes a random 90% crop and resizes it
+  back to `image_size` (needed for it)."""
+  names = augmentation_names(augment)
+  result = []
+  for name in AUGMENTATIONS:
+    if name not in names:
+      continue
+    if name == "flip":
+      result.append(layers.RandomFlip("horizontal", seed=seed, name="flip"))
+    elif name == "rotate":
+      result.append(layers.RandomRotation(0.1, seed=seed, name="rotation"))
+    elif name == "zoom":
+      result.append(layers.RandomZoom(0.2, seed=seed, name="zoom"))
+    elif name == "crop":
+      if image_size is None:
+        raise ValueError("crop needs the image size. Received: image_size=None")
+      height, width = image_size
+      result += [layers.RandomCrop(max(1, int(height * 0.9)), max(1, int(width * 0.9)),
+                                   seed=seed, name="crop"),
+                 layers.Resizing(height, width, name="crop_resize")]
+    elif name == "contrast":
+      result.append(layers.RandomContrast(0.3, value_range=PIXEL_RANGE, seed=seed,
+                                          name="contrast"))
+    elif name == "randaugment":
+      result.append(layers.RandAugment(value_range=PIXEL_RANGE, seed=seed, name="randaugment"))
+  return result
 
 
 def rescaling(pixel_range: Tuple[float, float] = PIXEL_RANGE) -> layers.Layer:
@@ -59,14 +100,14 @@ def rescaling(pixel_range: Tuple[float, float] = PIXEL_RANGE) -> layers.Layer:
 
 def stem(
     input_shape: Sequence[int],
-    augment: bool = False,
+    augment: Union[bool, Sequence[str]] = False,
     pixel_range: Tuple[float, float] = PIXEL_RANGE,
     seed: Optional[int] = None,
 ) -> tuple[keras.KerasTensor, keras.KerasTensor]:
-  """The input and the rescaled (and, if asked, augmented) tensor models build on."""
+  """The input and the rescaled (and, if asked, augmented: True or names from
+  `AUGMENTATIONS`) tensor models build on."""
   inputs = image_input(input_shape)
   x = inputs
-  if augment:
-    for layer in augmentation(seed):
-      x = layer(x)
+  for layer in augmentation(seed, augment, tuple(input_shape[:2])):
+    x = layer(x)
   return inputs, rescaling(pixel_range)(x)

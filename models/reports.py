@@ -49,17 +49,31 @@ def report(model: keras.Model, evaluation: Mapping[str, tf.data.Dataset],
   for split, dataset in evaluation.items():
     final[split] = evaluate(model, dataset, sum(counts[split]))
   shown = next(s for s in ("test", "validation", "train") if s in evaluation)
-  labels, predicted, confidence, images = _predictions(model, evaluation[shown], multi_worker)
+  labels, predicted, confidence, (images, shown_at) = _predictions(model, evaluation[shown],
+                                                                  multi_worker)
   plots.curves(history, paths["curves"])
-  plots.samples(images, labels, predicted, confidence, class_names, paths["samples"])
+  plots.samples(images, labels[shown_at], predicted[shown_at], confidence[shown_at],
+                class_names, paths["samples"])
   matrix = plots.confusion_matrix(labels, predicted, len(class_names))
   plots.confusion(matrix, class_names, paths["confusion"], title=f"{shown} split")
   return final
 
 
+def best_epoch(history: Sequence[dict], monitor: str) -> Optional[dict]:
+  """The first epoch with the lowest `monitor` (the one Keras's `ModelCheckpoint` with
+  `save_best_only` keeps): {"epoch", "monitor", "value"}, or None before any epoch."""
+  rows = [row for row in history if monitor in row]
+  if not rows:
+    return None
+  row = min(rows, key=lambda r: r[monitor])  # `min` keeps the first of equal values
+  return {"epoch": row["epoch"], "monitor": monitor, "value": row[monitor]}
+
+
 def metrics(config: dict, class_names: Sequence[str], counts: Mapping[str, Sequence[int]],
-            history: Sequence[dict], final: Optional[dict], outputs: dict) -> dict:
-  """metrics.json's content; `final` is None until training has finished."""
+            history: Sequence[dict], final: Optional[dict], outputs: dict,
+            best: Optional[dict] = None) -> dict:
+  """metrics.json's content; `final` is None until training has finished; `best` is the
+  epoch `model.best.keras` holds."""
   trained = [row["images_per_second"] for row in history]
   test = (final or {}).get("test")
   return {
@@ -72,22 +86,41 @@ def metrics(config: dict, class_names: Sequence[str], counts: Mapping[str, Seque
           "train": float(np.mean(trained)) if trained else None,
           "test": test["images_per_second"] if test else None,
       },
+      "best": best,
       "outputs": outputs,
   }
 
 
 def _predictions(model: keras.Model, dataset: tf.data.Dataset, multi_worker: bool = False):
-  """Labels, predicted classes, their probabilities, and the first images, in order."""
+  """Labels, predicted classes and their probabilities, in order, and the images to show
+  with their indices: up to half of them mistakes (so the picture shows what the model
+  gets wrong), the rest the first images."""
   # Under a multi-worker strategy `predict_on_batch` gathers the batches of all workers;
   # here each worker predicts the whole split itself, so it calls the model directly.
   predict = (lambda x: model(x, training=False)) if multi_worker else model.predict_on_batch
-  labels, predicted, confidence, images = [], [], [], []
+  labels, predicted, confidence = [], [], []
+  first, wrong = [], []  # (index, image)
+  seen = 0
   for batch_images, batch_labels in dataset:
     probabilities = head.probabilities(keras.ops.convert_to_numpy(predict(batch_images)))
-    labels.append(np.asarray(batch_labels))
-    predicted.append(probabilities.argmax(axis=-1))
+    batch_labels = np.asarray(batch_labels)
+    guesses = probabilities.argmax(axis=-1)
+    labels.append(batch_labels)
+    predicted.append(guesses)
     confidence.append(probabilities.max(axis=-1))
-    if sum(len(i) for i in images) < SAMPLE_COUNT:
-      images.append(np.asarray(batch_images))
-  images = np.concatenate(images)[:SAMPLE_COUNT]
-  return np.concatenate(labels), np.concatenate(predicted), np.concatenate(confidence), images
+    batch = np.asarray(batch_images)
+    for i in range(len(batch)):
+      if len(first) < SAMPLE_COUNT:
+        first.append((seen + i, batch[i]))
+      if guesses[i] != batch_labels[i] and len(wrong) < SAMPLE_COUNT // 2:
+        wrong.append((seen + i, batch[i]))
+    seen += len(batch)
+  chosen = dict(wrong)
+  for index, image in first:
+    if len(chosen) >= SAMPLE_COUNT:
+      break
+    chosen.setdefault(index, image)
+  order = sorted(chosen)
+  images = np.stack([chosen[i] for i in order]) if order else np.zeros((0, 1, 1, 1), np.uint8)
+  return (np.concatenate(labels), np.concatenate(predicted), np.concatenate(confidence),
+          (images, np.asarray(order, np.int64)))

@@ -8,7 +8,7 @@ This version is scaled down (32..256 filters instead of 128..1024) to train on a
 
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple
+from typing import Optional, Sequence, Tuple, Union
 
 import keras
 from keras import layers
@@ -28,7 +28,7 @@ def build(
     block_filters: Sequence[int] = (64, 128, 256),
     exit_filters: int = 256,
     dropout: float = 0.25,
-    augment: bool = True,
+    augment: Union[bool, Sequence[str]] = True,
     pixel_range: Tuple[float, float] = preprocessing.PIXEL_RANGE,
     seed: Optional[int] = None,
 ) -> keras.Model:

@@ -12,9 +12,13 @@ exceptions (ValueError, FileNotFoundError, ConnectionError). Writes to `out`:
   settings: size, channels, resize policy), which `petpipe predict` applies;
 * `metrics.json` (rewritten after every epoch, atomically): the config as used, class names,
   counts per split and class, per-epoch history, final metrics per split, images/s;
+* `model.best.keras`: the model of the epoch with the lowest validation loss (training
+  loss without a validation split), when `best_checkpoint`; metrics.json's "best" names it;
+* `history.csv`: Keras's `CSVLogger`, a row per epoch;
 * `curves.png`, `samples.png`, `confusion.png`, `tensorboard/`;
-* `backup/`: the state after the last finished epoch; running the same config again
-  continues from there (bit-identical with `seed` and `deterministic` on CPU).
+* `backup/`: the state saved every `save_every` steps (default every ~2 minutes) and after
+  every epoch; running the same config again continues from there, in the middle of an
+  epoch if need be (bit-identical with `seed` and `deterministic` on CPU).
 
 Under a multi-worker TF_CONFIG every worker runs this same config in step; only the chief
 (the "chief" task, else worker 0) writes `out`, the others write to $PETPIPE_WORKER_DIR or
@@ -23,13 +27,15 @@ a temporary folder removed at the end.
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import importlib.util
 import inspect
+import math
 import os
 import shutil
 import tempfile
-from typing import Optional, Tuple
+from typing import Iterable, Optional, Tuple, Union
 
 import keras
 import tensorflow as tf
@@ -38,6 +44,7 @@ from petpipe import models
 from petpipe.models import accelerator
 from petpipe.models import determinism
 from petpipe.models import head
+from petpipe.models import preprocessing as model_preprocessing
 from petpipe.models import reports
 from petpipe.models import strategy
 from petpipe.models import training
@@ -47,6 +54,7 @@ from petpipe.pipeline import training_data
 from petpipe.pipeline import transform
 
 DEFAULT_EPOCHS = 10
+LR_SCHEDULES = ("constant", "cosine", "plateau")
 CACHE_ENV = "PETPIPE_CACHE"
 # Where a non-chief worker writes its copy of the outputs, kept (for tests and debugging).
 WORKER_DIR_ENV = "PETPIPE_WORKER_DIR"
@@ -54,6 +62,8 @@ WORKER_DIR_ENV = "PETPIPE_WORKER_DIR"
 # What a run writes into `out`.
 OUTPUTS = {
     "model": "model.keras",
+    "best": "model.best.keras",
+    "history": "history.csv",
     "classes": "classes.json",
     "metrics": "metrics.json",
     "curves": "curves.png",
@@ -109,12 +119,21 @@ class RunConfig:
     learning_rate: Adam's learning rate.
     seed: run seed; None picks one (kept in the backup, so a resumed run reuses it).
     deterministic: deterministic ops and input order.
-    augment: in-model augmentation; None keeps the model's default.
+    augment: in-model augmentation: True (flip, rotate), False, or names from
+      `models.preprocessing.AUGMENTATIONS` (a list or "flip,zoom"); None keeps the
+      model's default.
     class_weights: "auto" (inverse class frequency of the training split) or "none".
     mixed_precision: "auto", "on" or "off".
     jit_compile: "auto", "on" or "off".
     steps_per_execution: train steps per compiled call; None = auto.
     out: output folder (default: outputs/demo or outputs/MODEL).
+    save_every: save the training state every this many steps (and after each epoch);
+      None: every ~2 minutes of training; 0: after each epoch only.
+    best_checkpoint: keep `model.best.keras`, the epoch with the lowest validation loss.
+    early_stopping: stop after this many epochs without a lower validation loss; None
+      trains every epoch.
+    lr_schedule: "constant", "cosine" (per-epoch cosine decay to 0 over `epochs`) or
+      "plateau" (halved after 2 epochs without a lower validation loss).
   """
 
   shards: Optional[str] = None
@@ -133,12 +152,16 @@ class RunConfig:
   learning_rate: float = 1e-3
   seed: Optional[int] = None
   deterministic: bool = False
-  augment: Optional[bool] = None
+  augment: Union[bool, str, Tuple[str, ...], None] = None
   class_weights: str = "auto"
   mixed_precision: str = "auto"
   jit_compile: str = "auto"
   steps_per_execution: Optional[int] = None
   out: Optional[str] = None
+  save_every: Optional[int] = None
+  best_checkpoint: bool = True
+  early_stopping: Optional[int] = None
+  lr_schedule: str = "constant"
 
   def source(self) -> training_data.DataSource:
     return training_data.DataSource(
@@ -166,8 +189,17 @@ def resolve(config: RunConfig) -> RunConfig:
   models.get(model)
   if config.batch_size <= 0 or (config.epochs is not None and config.epochs <= 0):
     raise ValueError("batch_size and epochs must be positive.")
+  if config.lr_schedule not in LR_SCHEDULES:
+    raise ValueError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}. "
+                     f"Received: lr_schedule={config.lr_schedule!r}")
+  if (config.save_every is not None and config.save_every < 0) or \
+      (config.early_stopping is not None and config.early_stopping <= 0):
+    raise ValueError("save_every must be >= 0 and early_stopping positive.")
+  augment = config.augment
+  if augment is not None and not isinstance(augment, bool):
+    augment = model_preprocessing.augmentation_names(augment) or False
   return dataclasses.replace(
-      config, demo=demo, model=model, data_service=data_service or None,
+      config, demo=demo, model=model, data_service=data_service or None, augment=augment,
       epochs=config.epochs or (DEMO.epochs if demo else DEFAULT_EPOCHS),
       out=config.out or os.path.join("outputs", "demo" if demo else model))
 
@@ -216,8 +248,11 @@ def prepare_demo(settings: Optional[DemoSettings] = None) -> str:
 
 
 def run(config: RunConfig, where: Optional[strategy.Placement] = None,
-        distribution: Optional[tf.distribute.Strategy] = None) -> dict:
+        distribution: Optional[tf.distribute.Strategy] = None,
+        callbacks: Iterable[keras.callbacks.Callback] = ()) -> dict:
   """Trains (or resumes) `config` and writes every output; returns metrics.json's content.
+
+  `callbacks` are extra Keras callbacks, given to the run's one `fit` with its own.
 
   `config` is resolved first (`resolve`); with no data source the demo's data is built.
   Under a multi-worker TF_CONFIG every worker runs all of it in step (training, evaluation
@@ -241,19 +276,20 @@ def run(config: RunConfig, where: Optional[strategy.Placement] = None,
   if config.demo:
     config = dataclasses.replace(config, shards=prepare_demo())
   if where.is_chief:
-    return _train(config, where, distribution, config.out)
+    return _train(config, where, distribution, config.out, callbacks)
   kept = os.environ.get(WORKER_DIR_ENV)
   out = kept or tempfile.mkdtemp(prefix=f"petpipe-worker{where.worker_index}-")
   try:
     os.makedirs(out, exist_ok=True)
-    return _train(config, where, distribution, out)
+    return _train(config, where, distribution, out, callbacks)
   finally:
     if not kept:
       shutil.rmtree(out, ignore_errors=True)
 
 
 def _train(config: RunConfig, where: strategy.Placement,
-           distribution: tf.distribute.Strategy, out: str) -> dict:
+           distribution: tf.distribute.Strategy, out: str,
+           extra_callbacks: Iterable[keras.callbacks.Callback] = ()) -> dict:
   """`run` for one process, writing to `out`; every worker resumes from the chief's backup."""
   backup = os.path.join(config.out, OUTPUTS["backup"])
   replicas = distribution.num_replicas_in_sync
@@ -286,9 +322,11 @@ def _train(config: RunConfig, where: strategy.Placement,
   # Keras compiles without XLA when a layer or deterministic ops do not allow it.
   chosen = dataclasses.replace(chosen, jit_compile=bool(model.jit_compile))
   if state:
-    start = int(state["epoch"])
+    start, step = int(state["epoch"]), int(state.get("step", 0))
     if start < config.epochs:
-      print(f"Continuing from epoch {start} of {config.epochs} (state in {backup}).", flush=True)
+      of = f" of {state['steps']}" if state.get("steps") else ""
+      print(f"Continuing from epoch {start + 1}, step {step}{of} ({start} of {config.epochs} "
+            f"epochs done; state in {backup}).", flush=True)
     else:
       print(f"{config.out} already holds {start} trained epochs: evaluating them again "
             "(raise epochs to train on, or use another output folder to start over).",
@@ -311,30 +349,39 @@ def _train(config: RunConfig, where: strategy.Placement,
       "preprocessing": preprocessing.to_dict()})
   paths = {k: os.path.join(out, v) for k, v in OUTPUTS.items()}
 
-  def write_metrics(history, final=None):
-    checkpoint.write_json(paths["metrics"], reports.metrics(
-        used, data.class_names, data.counts, history, final, OUTPUTS))
+  validation = data.evaluation.get("validation")
+  monitor = "val_loss" if validation is not None else "loss"
+  outputs = {k: v for k, v in OUTPUTS.items() if k != "best" or config.best_checkpoint}
 
+  def write_metrics(history, final=None):
+    best = reports.best_epoch(history, monitor) if config.best_checkpoint else None
+    content = reports.metrics(used, data.class_names, data.counts, history, final, outputs,
+                              best)
+    checkpoint.write_json(paths["metrics"], content)
+    return content
+
+  _continue_csv(paths["history"], int(state["epoch"]) if state else 0)
   history = training.fit_epochs(
       model, data.train, epochs=config.epochs, seed=seed,
       backup_dir=os.path.join(out, OUTPUTS["backup"]), settings=settings, state=state,
-      restore_from=backup, validation=data.evaluation.get("validation"), class_weight=weights,
-      callbacks=_callbacks(paths["tensorboard"]),
+      restore_from=backup, validation=validation, class_weight=weights,
+      callbacks=[*_callbacks(config, paths, monitor), *extra_callbacks],
       prepare=lambda batches: accelerator.prefetch(batches, chosen),
-      after_epoch=write_metrics)
+      after_epoch=write_metrics, save_every=config.save_every)
   training.save_model(model, paths["model"])
   final = reports.report(model, data.evaluation, data.counts, data.class_names, history,
                          paths, where.multi_worker)
-  write_metrics(history, final)
-  return reports.metrics(used, data.class_names, data.counts, history, final, OUTPUTS)
+  return write_metrics(history, final)
 
 
-def _augments(config: RunConfig) -> bool:
-  """Whether the model augments: the config's choice, else the model's default."""
-  if config.augment is not None:
-    return config.augment
-  parameter = inspect.signature(models.get(config.model)).parameters.get("augment")
-  return bool(parameter and parameter.default)
+def _augments(config: RunConfig):
+  """The augmentations the model applies (a list of names), or False for none: the
+  config's choice, else the model's default."""
+  augment = config.augment
+  if augment is None:
+    parameter = inspect.signature(models.get(config.model)).parameters.get("augment")
+    augment = bool(parameter and parameter.default)
+  return list(model_preprocessing.augmentation_names(augment)) or False
 
 
 def _comparable(config: RunConfig, replicas: int = 1) -> dict:
@@ -342,7 +389,7 @@ def _comparable(config: RunConfig, replicas: int = 1) -> dict:
   the folder is, nor whether the input runs on a tf.data service); with several replicas,
   their number too, since it sets the global batch."""
   settings = dataclasses.asdict(config)
-  for free in ("epochs", "out", "data_service"):
+  for free in ("epochs", "out", "data_service", "save_every", "best_checkpoint"):
     settings.pop(free)
   if replicas != 1:
     settings["replicas"] = replicas
@@ -376,8 +423,42 @@ def _agree_with_chief(distribution: tf.distribute.Strategy, where: strategy.Plac
   return rows[0][0]
 
 
-def _callbacks(tensorboard_dir: str) -> list:
+def _callbacks(config: RunConfig, paths: dict, monitor: str) -> list:
+  """Keras's own callbacks for the options: the run's one `fit` drives them."""
+  callbacks = []
   if importlib.util.find_spec("tensorboard"):
-    return [keras.callbacks.TensorBoard(tensorboard_dir, write_graph=False)]
-  print("tensorboard is not installed: no TensorBoard logs.", flush=True)
-  return []
+    callbacks.append(keras.callbacks.TensorBoard(paths["tensorboard"], write_graph=False))
+  else:
+    print("tensorboard is not installed: no TensorBoard logs.", flush=True)
+  if config.best_checkpoint:
+    callbacks.append(keras.callbacks.ModelCheckpoint(paths["best"], monitor=monitor,
+                                                     save_best_only=True))
+  if config.early_stopping:
+    callbacks.append(keras.callbacks.EarlyStopping(monitor=monitor,
+                                                   patience=config.early_stopping))
+  if config.lr_schedule == "cosine":
+    base, epochs = config.learning_rate, config.epochs
+    callbacks.append(keras.callbacks.LearningRateScheduler(
+        lambda epoch: base * 0.5 * (1 + math.cos(math.pi * epoch / epochs))))
+  elif config.lr_schedule == "plateau":
+    callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=0.5,
+                                                       patience=2))
+  # Appends: a resumed run continues the file (`_continue_csv` dropped unsaved rows).
+  callbacks.append(keras.callbacks.CSVLogger(paths["history"], append=True))
+  return callbacks
+
+
+def _continue_csv(path: str, finished_epochs: int) -> None:
+  """Keeps the rows of the `finished_epochs` a resumed run starts after (a row written
+  just before a kill, for an epoch whose state was not saved, goes); a new run starts
+  the file afresh."""
+  rows = []
+  if finished_epochs and os.path.exists(path):
+    with open(path, newline="") as f:
+      rows = list(csv.reader(f))
+    rows = rows[:1] + [r for r in rows[1:] if r and int(r[0]) < finished_epochs]
+  if rows:
+    with open(path, "w", newline="") as f:
+      csv.writer(f).writerows(rows)
+  elif os.path.exists(path):
+    os.remove(path)

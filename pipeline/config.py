@@ -38,6 +38,8 @@ class PipelineConfig:
       because a cache of a dataset larger than RAM (or disk) must not happen silently.
     repeat: repeat the data forever (epochs are then counted by `steps_per_epoch`).
     drop_remainder: drop the last partial batch so that every batch has `batch_size`.
+    skip_batches: batches left out at the start (resuming in the middle of an epoch): their
+      serialized records are read and dropped before any parsing or decoding.
   """
 
   image_size: Union[int, Tuple[int, int]] = (100, 100)
@@ -53,6 +55,7 @@ class PipelineConfig:
   cache: str = "none"
   repeat: bool = False
   drop_remainder: bool = False
+  skip_batches: int = 0
 
   def __post_init__(self):
     size = self.image_size
@@ -104,6 +107,9 @@ class PipelineConfig:
           'cache must be "none", "memory" or a file path. '
           f"Received: cache={self.cache!r}"
       )
+    if not _is_int(self.skip_batches) or self.skip_batches < 0:
+      raise ValueError(
+          f"skip_batches must be an int >= 0. Received: skip_batches={self.skip_batches!r}")
     for name in ("deterministic", "augment", "repeat", "drop_remainder"):
       if not isinstance(getattr(self, name), bool):
         raise ValueError(f"{name} must be a bool. Received: {name}={getattr(self, name)!r}")

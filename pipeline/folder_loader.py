@@ -321,7 +321,8 @@ def _from_cache(directory, cache_dir, image_paths, class_names, options, shuffle
     ds = ds.map(plain(lambda images, labels: _keras_batch(images, labels, options)),
                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=options.deterministic)
     if options.batch_size is None:
-      ds = ds.unbatch()
+      ds = ds.unbatch().apply(tf.data.experimental.assert_cardinality(
+          sum(s.take for s in input_pipeline.as_slices(shards))))
     ds = ds.prefetch(tf.data.AUTOTUNE)
     ds.file_paths = [os.path.join(directory, f)
                      for f in input_pipeline.read_filenames(shards)]
@@ -392,6 +393,12 @@ def _from_files(paths, labels, options, shuffle, seed, verbose) -> tf.data.Datas
   ds = ds.ignore_errors(log_warning=True)
   if options.batch_size is not None:
     ds = ds.batch(options.batch_size)
+  # `ignore_errors` hides the length from tf.data; the header check above already left out
+  # the files that cannot be read, so the count is known (as Keras's own loader states it).
+  count = len(good_paths)
+  if options.batch_size is not None:
+    count = -(-count // options.batch_size)
+  ds = ds.apply(tf.data.experimental.assert_cardinality(count))
   if options.label_mode:
     ds = ds.map(plain(lambda images, labels: (
         images, ops.encode_labels(labels, options.label_mode, options.num_classes))))

@@ -66,6 +66,7 @@ def make_dataset(
     *,
     training: bool = True,
     num_classes: Optional[int] = None,
+    exact_cardinality: bool = True,
 ) -> tf.data.Dataset:
   """Streams `(images, labels)` batches from TFRecord or ArrayRecord files written with
   `schema` (ArrayRecord splits are shuffled globally, by record index).
@@ -79,10 +80,15 @@ def make_dataset(
     config: the pipeline's settings.
     training: shuffle and (if `config.augment`) augment; off for evaluation.
     num_classes: number of classes, used when `config.num_classes` is None.
+    exact_cardinality: state the batch count when the shards' record counts are known;
+      False for a dataset that will be split (a tf.data service, several workers), whose
+      parts hold fewer batches.
 
   Returns:
     A dataset of `(images, labels)`: images (B, H, W, C) float32, or uint8 when
-    `config.normalize == "none"`; labels as `config.label_mode` says.
+    `config.normalize == "none"`; labels as `config.label_mode` says. When every shard's
+    record count is known (`ShardSlice.take`, TFDS file instructions) and the data is not
+    repeated, its cardinality is the exact number of batches, so Keras shows real progress.
   """
   slices = as_slices(shards)
   if not slices:
@@ -104,6 +110,9 @@ def make_dataset(
     ds = _indexed_batches(slices, config, shuffle)
   else:
     ds = _streamed_batches(slices, config, shuffle)
+  # Skip (resuming mid-epoch) still-serialized batches: the records are read, never decoded.
+  if config.skip_batches:
+    ds = ds.skip(config.skip_batches)
   if not storage.is_raw:
     # Encoded images differ in size: parsed in batches, decoded one by one in parallel, re-batched.
     # Each image takes the one transform prediction also applies (JPEG scale chosen per image).
@@ -128,10 +137,18 @@ def make_dataset(
     return (ops.normalize(images, config.normalize),
             ops.encode_labels(labels, config.label_mode, num_classes))
 
-  seeds = (tf.data.Dataset.random(seed=config.seed).batch(2, drop_remainder=True) if augment
+  # Per-batch augmentation seeds, skipped along with the batches so a resumed epoch matches.
+  seeds = (tf.data.Dataset.random(seed=config.seed).batch(2, drop_remainder=True)
+           .skip(config.skip_batches) if augment
            else tf.data.Dataset.from_tensors(tf.zeros([2], tf.int64)).repeat())
   ds = tf.data.Dataset.zip((ds, seeds)).map(
       plain(finish), num_parallel_calls=AUTOTUNE, deterministic=deterministic)
+  batches = None if config.repeat or not exact_cardinality else batch_count(
+      [s.take for s in slices], config.batch_size, config.drop_remainder, config.skip_batches)
+  if batches is not None:
+    # Stated, not guessed: tf.data cannot see through interleave, and an epoch that ends
+    # early or late fails loudly instead of training silently on other data.
+    ds = ds.apply(tf.data.experimental.assert_cardinality(batches))
   # Prefetch so the next batches are prepared while the model trains on this one.
   ds = ds.prefetch(AUTOTUNE)
   return ds.with_options(pipeline_options(deterministic))
@@ -200,6 +217,17 @@ def cache_path(prefix: str, shards: Sequence[Shard]) -> str:
     path = s.path if "://" in s.path else os.path.abspath(s.path)
     h.update(f"{path}\0{s.skip}\0{s.take}\0{stamp}\n".encode("utf-8", "surrogateescape"))
   return f"{prefix}.{h.hexdigest()[:16]}"
+
+
+def batch_count(records: Sequence[int], batch_size: int, drop_remainder: bool = False,
+                skip_batches: int = 0) -> Optional[int]:
+  """Batches in an epoch over shards holding `records` each; None when a count is unknown
+  (-1)."""
+  if any(r < 0 for r in records):
+    return None
+  total = sum(records)
+  batches = total // batch_size if drop_remainder else -(-total // batch_size)
+  return max(batches - skip_batches, 0)
 
 
 def pipeline_options(deterministic: bool) -> tf.data.Options:

@@ -20,7 +20,7 @@ from petpipe.pipeline import records
 from petpipe.pipeline import schema
 from petpipe.pipeline import verify
 from petpipe.pipeline.config import PipelineConfig
-from petpipe.pipeline.input_pipeline import make_dataset
+from petpipe.pipeline.input_pipeline import ShardSlice, make_dataset
 
 Files = Union[str, os.PathLike, Sequence[Union[str, os.PathLike]]]
 
@@ -56,18 +56,29 @@ def from_shards(
     *,
     storage: Optional[schema.ImageStorage] = None,
     class_names: Optional[Sequence[str]] = None,
+    exact_cardinality: bool = True,
 ) -> tf.data.Dataset:
   """Streams `(images, labels)` batches from a glob or list of TFRecord shards.
 
   Storage and class names come from `features.json` in the shards' folder; `storage=` and
-  `class_names=` override it, or stand in for it when the folder has none.
+  `class_names=` override it, or stand in for it when the folder has none. `files` may be
+  `ShardSlice`s with their record counts (`record_counts`). The records per
+  shard come from the folder's `dataset_info.json`, else are counted (read, not parsed), so
+  the dataset's cardinality is its exact batch count; `exact_cardinality=False` skips that
+  for a dataset that will be split among workers or a tf.data service.
   """
-  paths = resolve_files(files)
-  check_one_dataset(paths)
+  if isinstance(files, (list, tuple)) and files and all(isinstance(f, ShardSlice)
+                                                       for f in files):
+    shards, paths = list(files), [f.path for f in files]  # counts given: nothing to read
+  else:
+    paths = resolve_files(files)
+    check_one_dataset(paths)
+    shards = record_counts(paths) if exact_cardinality and not config.repeat else paths
   storage, class_names = _schema_of(os.path.dirname(paths[0]), storage, class_names)
   return make_dataset(
-      paths, storage, config, training=training,
+      shards, storage, config, training=training,
       num_classes=len(class_names) if class_names else None,
+      exact_cardinality=exact_cardinality,
   )
 
 
@@ -78,13 +89,16 @@ def from_dataset_dir(
     training: bool = True,
     *,
     check_sizes: bool = True,
+    exact_cardinality: bool = True,
 ) -> tf.data.Dataset:
   """Streams one split of a built dataset folder (`<data_dir>/<name>/<config>/<version>`).
 
   `split` accepts TFDS split strings (`"train[:10%]"`, `"train[100:]+validation"`); slicing
   needs the folder's `dataset_info.json`, which holds the per-shard example counts. With
   `check_sizes`, the shards' total size is first checked against that metadata (file sizes
-  only), so a truncated or missing shard fails here rather than mid-epoch.
+  only), so a truncated or missing shard fails here rather than mid-epoch. The dataset's
+  cardinality is its exact batch count, from the metadata; `exact_cardinality=False` leaves
+  it unknown, for a dataset split among workers or a tf.data service.
   """
   dataset_dir = os.fspath(dataset_dir)
   if check_sizes and tf.io.gfile.exists(os.path.join(dataset_dir, "dataset_info.json")):
@@ -93,7 +107,7 @@ def from_dataset_dir(
   class_names = schema.class_names_of(features)
   return make_dataset(
       split_shards(dataset_dir, split), schema.storage_of(features), config,
-      training=training, num_classes=len(class_names),
+      training=training, num_classes=len(class_names), exact_cardinality=exact_cardinality,
   )
 
 
@@ -105,10 +119,11 @@ def from_tfds(
     training: bool = True,
     *,
     check_sizes: bool = True,
+    exact_cardinality: bool = True,
 ) -> tf.data.Dataset:
   """Streams one split of a built TFDS dataset named like `"pet_images/gray100"`."""
   return from_dataset_dir(tfds_dataset_dir(name, data_dir), split, config, training,
-                          check_sizes=check_sizes)
+                          check_sizes=check_sizes, exact_cardinality=exact_cardinality)
 
 
 def dataset_info(
@@ -212,6 +227,20 @@ def tfds_dataset_dir(name: str, data_dir: Optional[Union[str, os.PathLike]]) -> 
         f"(`tfds build` or `download_and_prepare`). Received: data_dir={data_dir!r}"
     )
   return folder
+
+
+def record_counts(paths: Sequence[str]) -> list[ShardSlice]:
+  """Each shard with its record count: from `dataset_info.json` beside it, else counted
+  (read, not parsed)."""
+  known = {}
+  for folder in sorted({os.path.dirname(p) for p in paths}):
+    if tf.io.gfile.exists(os.path.join(folder, "dataset_info.json")):
+      splits = tfds.builder_from_directory(folder).info.splits
+      for name in splits.keys():
+        for path, length in zip(splits[name].filepaths, splits[name].shard_lengths):
+          known[os.path.normpath(os.fspath(path))] = int(length)
+  return [ShardSlice(p, 0, known[os.path.normpath(p)] if os.path.normpath(p) in known
+                     else records.num_records(p)) for p in paths]
 
 
 def _split_names(split: str) -> list[str]:

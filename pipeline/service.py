@@ -49,6 +49,8 @@ def through_service(dataset: tf.data.Dataset, address: str, job_name: Optional[s
   Dynamic sharding ("distributed_epoch"): workers take shard files from the
   dispatcher one at a time, so each example is produced exactly once per epoch
   however many workers there are. Consumers sharing `job_name` share one epoch.
+  Each worker then holds part of the epoch, so `dataset` must not state the whole
+  epoch's length: make it with `exact_cardinality=False` (the readers' option).
   """
   distributed = dataset.apply(
       tf.data.experimental.service.distribute(

@@ -12,7 +12,6 @@ are reshuffled from a per-epoch seed, evaluation batches come in a fixed order.
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import re
 from typing import Callable, Optional, Sequence, Tuple
@@ -27,7 +26,7 @@ from petpipe.pipeline import service
 from petpipe.pipeline import sharding
 from petpipe.pipeline.config import PipelineConfig
 from petpipe.pipeline.folder_loader import image_dataset_from_directory
-from petpipe.pipeline.reading import check_one_dataset, from_shards
+from petpipe.pipeline.reading import check_one_dataset, from_shards, record_counts
 
 SPLITS = ("train", "validation", "test")
 DEFAULT_IMAGE_SIZE = (100, 100)  # the tutorial's, when the data does not fix one
@@ -103,7 +102,8 @@ class TrainingData:
   Attributes:
     class_names: label order.
     counts: split -> examples per class (a split with no examples is left out).
-    train: epoch seed -> training batches for that epoch.
+    train: (epoch seed, batches to skip=0) -> training batches for that epoch; skipped
+      batches (resuming mid-epoch) are dropped before decoding where the source allows.
     evaluation: split -> batches for evaluation (records: in a fixed order, unshuffled).
     image_size: (height, width) of the batches.
     channels: channels of the batches.
@@ -207,6 +207,8 @@ def _record_data(files_by_split: dict, feats, shape, seed: int, deterministic: b
   if "train" not in counts:
     raise ValueError("The training split has no examples.")
 
+  counted = {}  # split -> its shards with their record counts, read once
+
   def batches(split: str, config: PipelineConfig, training: bool) -> tf.data.Dataset:
     policy = _shard_policy(split, files_by_split[split], layout)
     files = sharding.shard_files(files_by_split[split], layout.worker_index, layout.workers,
@@ -214,23 +216,27 @@ def _record_data(files_by_split: dict, feats, shape, seed: int, deterministic: b
     if policy == sharding.AutoShardPolicy.DATA:
       # Each worker keeps every n-th batch: all must read the same batches in one order.
       config = dataclasses.replace(config, deterministic=True)
-    dataset = from_shards(files, config, training=training)
+    # A worker's share of the batches is not known ahead (its epoch ends by running out),
+    # nor are the batches of a tf.data service, whose workers each batch the files they get.
+    split_up = layout.multi_worker or (training and bool(layout.data_service))
+    # Otherwise the batch count is known: Keras then shows progress against it.
+    if not split_up:
+      if split not in counted:
+        counted[split] = record_counts(files)
+      files = counted[split]
+    dataset = from_shards(files, config, training=training, exact_cardinality=not split_up)
     if layout.multi_worker:
-      # A worker's share of the batches is not known ahead: its epoch ends by running out.
       return dataset.with_options(sharding.input_options(policy))
     if training and layout.data_service:
-      # Each service worker batches the files it is given, so neither is the batch count.
       return service.through_service(dataset, layout.data_service)
-    # The batch count is known from the labels: Keras then shows progress against it.
-    count = math.ceil(sum(counts[split]) / layout.batch_size)
-    return dataset.apply(tf.data.experimental.assert_cardinality(count))
+    return dataset
 
   policy = _shard_policy("train", files_by_split["train"], layout)
   return TrainingData(
       class_names=class_names,
       counts=counts,
-      train=lambda epoch_seed: batches("train", dataclasses.replace(base, seed=epoch_seed),
-                                       True),
+      train=lambda epoch_seed, skip=0: batches(
+          "train", dataclasses.replace(base, seed=epoch_seed, skip_batches=skip), True),
       evaluation={split: batches(split, base, False) for split in counts},
       image_size=tuple(size),
       channels=channels,
@@ -334,6 +340,7 @@ def _folder_data(folder: str, shape, seed: int, layout: InputLayout) -> Training
   evaluation = {"train": train}
   if "validation" in counts:
     evaluation["validation"] = validation
-  return TrainingData(class_names=class_names, counts=counts, train=lambda epoch_seed: train,
+  return TrainingData(class_names=class_names, counts=counts,
+                      train=lambda epoch_seed, skip=0: train.skip(skip) if skip else train,
                       evaluation=evaluation, image_size=tuple(size), channels=channels,
                       train_shard_policy=None if policy is None else policy.name)

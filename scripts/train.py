@@ -69,8 +69,11 @@ class _Size(click.ParamType):
               type=click.FloatRange(min=0, min_open=True))
 @click.option("--seed", type=int, help="Run seed. [default: random, kept for resuming]")
 @click.option("--deterministic", is_flag=True, help="Deterministic ops and input order.")
-@click.option("--augment/--no-augment", default=None,
-              help="In-model augmentation. [default: the model's]")
+@click.option("--augment", is_flag=False, flag_value="flip,rotate", metavar="LIST",
+              help="In-model augmentation, comma-separated: "
+              f"{','.join(models.preprocessing.AUGMENTATIONS)}; alone: flip,rotate. "
+              "[default: the model's]")
+@click.option("--no-augment", is_flag=True, help="No augmentation.")
 @click.option("--class-weights", default="auto", show_default=True,
               type=click.Choice(["auto", "none"]), help="auto: inverse class frequency.")
 @click.option("--mixed-precision", default="auto", show_default=True,
@@ -80,6 +83,17 @@ class _Size(click.ParamType):
 @click.option("--steps-per-execution", type=click.IntRange(min=1),
               help=f"[default: auto: {accelerator.GPU_STEPS_PER_EXECUTION} with a GPU, else 1]")
 @click.option("--out", help="Output folder. [default: outputs/demo or outputs/MODEL]")
+@click.option("--save-every", type=click.IntRange(min=0), metavar="STEPS",
+              help="Save the training state every STEPS steps (and after each epoch); 0: "
+              "after each epoch only. [default: every ~2 minutes of training]")
+@click.option("--best-checkpoint/--no-best-checkpoint", default=True, show_default=True,
+              help="Keep model.best.keras, the epoch with the lowest validation loss.")
+@click.option("--early-stopping", type=click.IntRange(min=1), metavar="PATIENCE",
+              help="Stop after PATIENCE epochs without a lower validation loss.")
+@click.option("--lr-schedule", default="constant", show_default=True,
+              type=click.Choice(experiment.LR_SCHEDULES),
+              help="cosine: per-epoch decay to 0; plateau: halve after 2 epochs without "
+              "progress.")
 def main(**options):
   """Trains a model and writes it with its metrics and pictures to --out.
 
@@ -89,13 +103,15 @@ def main(**options):
   """
   if options["channels"]:
     options["channels"] = int(options["channels"])
+  if options.pop("no_augment"):
+    options["augment"] = "none"
   try:
     config = experiment.resolve(experiment.RunConfig(**options))
     where = strategy.placement()
     metrics = experiment.run(config, where)
   except KeyboardInterrupt:
-    click.echo(f"\nInterrupted. Run the same command to continue from the last finished "
-               f"epoch (kept in {os.path.join(config.out, experiment.OUTPUTS['backup'])}).",
+    click.echo(f"\nInterrupted. Run the same command to continue from the last saved step "
+               f"(kept in {os.path.join(config.out, experiment.OUTPUTS['backup'])}).",
                err=True)
     raise click.exceptions.Exit(130)
   except (OSError, ValueError) as e:  # ConnectionError is an OSError
@@ -104,6 +120,10 @@ def main(**options):
   shown = next((s for s in ("test", "validation") if final[s]), "train")
   click.echo(f"{shown.capitalize()} accuracy: {final[shown]['accuracy']:.1%} "
              f"on {final[shown]['examples']} images (loss {final[shown]['loss']:.3f}).")
+  if metrics.get("best"):
+    best = metrics["best"]
+    click.echo(f"{experiment.OUTPUTS['best']} is epoch {best['epoch']} "
+               f"({best['monitor']} {best['value']:.3f}).")
   if not where.is_chief:
     click.echo(f"Worker {where.worker_index} done; the chief writes the outputs.")
     return

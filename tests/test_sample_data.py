@@ -237,23 +237,28 @@ def test_refuses_to_mix_with_an_earlier_sample(tmp_path, script):
   assert result.exit_code != 0 and result.output.startswith("Error:")
 
 
-def test_classes_separable_at_32x32_grayscale(tmp_path):
-  report = sample_data.write_sample_folder(str(tmp_path), per_class=50, seed=11, anomalies=False)
+def test_no_brightness_threshold_or_class_mean_tells_cats_from_dogs(tmp_path):
+  # The demo must be a task for a CNN: only the drawn shapes differ between the classes.
+  report = sample_data.write_sample_folder(str(tmp_path), per_class=60, min_size=64,
+                                           max_size=120, seed=11, anomalies=False)
 
   def pixels(name: str) -> np.ndarray:
     return np.stack([
         np.asarray(Image.open(os.path.join(report.root, name, f"{i}.jpg")).convert("L")
                    .resize((32, 32), Image.BILINEAR), np.float32).ravel()
-        for i in range(50)
+        for i in range(60)
     ])
 
   cats, dogs = pixels("Cat"), pixels("Dog")
-  means = np.stack([cats[:40].mean(0), dogs[:40].mean(0)])
-  held_out = np.concatenate([cats[40:], dogs[40:]])
-  labels = np.array([0] * 10 + [1] * 10)
+  brightness = np.concatenate([cats.mean(1), dogs.mean(1)])
+  labels = np.array([0] * 60 + [1] * 60)
+  threshold = max(max(((brightness > t) == labels).mean(), ((brightness <= t) == labels).mean())
+                  for t in brightness)
+  assert threshold <= 0.7  # the best threshold, chosen on the very images it is scored on
+  means = np.stack([cats[:45].mean(0), dogs[:45].mean(0)])
+  held_out = np.concatenate([cats[45:], dogs[45:]])
   distances = ((held_out[:, None, :] - means[None]) ** 2).sum(-1)
-  accuracy = (distances.argmin(1) == labels).mean()
-  assert accuracy >= 0.85
+  assert (distances.argmin(1) == np.array([0] * 15 + [1] * 15)).mean() <= 0.75
 
 
 def test_script_writes_folder_and_zip(tmp_path, script):

@@ -3,8 +3,10 @@ one-line error; an interrupted run resumes to the same weights."""
 
 from __future__ import annotations
 
+import csv
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,6 +20,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from petpipe import experiment
+from petpipe.models import preprocessing
 from petpipe.models import training
 from petpipe.pipeline import schema
 from petpipe.scripts import train as train_command
@@ -25,7 +28,7 @@ from petpipe.scripts import train as train_command
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "scripts", "train.py")
 CLASSES = ("cat", "dog")
-OUTPUT_FILES = ("model.keras", "classes.json", "metrics.json", "curves.png", "samples.png",
+OUTPUT_FILES = ("model.keras", "model.best.keras", "history.csv", "classes.json", "metrics.json", "curves.png", "samples.png",
                 "confusion.png")
 
 
@@ -128,7 +131,12 @@ def test_metrics_json_has_the_documented_keys(finished_run):
   _, out = finished_run
   metrics = _metrics(out)
   assert set(metrics) == {"config", "class_names", "counts", "epochs", "final",
-                          "images_per_second", "outputs"}
+                          "images_per_second", "best", "outputs"}
+  # model.best.keras: the first epoch of lowest validation loss.
+  val_losses = [row["val_loss"] for row in metrics["epochs"]]
+  assert metrics["best"] == {"epoch": 1 + val_losses.index(min(val_losses)),
+                             "monitor": "val_loss", "value": min(val_losses)}
+  assert os.path.exists(os.path.join(out, "model.best.keras"))
   assert metrics["class_names"] == list(CLASSES)
   assert [row["epoch"] for row in metrics["epochs"]] == [1, 2]
   for row in metrics["epochs"]:
@@ -249,79 +257,160 @@ def test_tfds_dataset_source_reads_a_built_dataset(demo, tmp_path):
   assert metrics["config"]["image_size"] == [32, 32]
 
 
+class _Calls(keras.callbacks.Callback):
+  """Counts the calls a user's callback receives."""
+
+  def __init__(self):
+    super().__init__()
+    self.train_begins, self.epochs, self.rates = 0, [], []
+
+  def on_train_begin(self, logs=None):
+    self.train_begins += 1
+
+  def on_epoch_end(self, epoch, logs=None):
+    self.epochs.append(epoch)
+    self.rates.append(float(np.asarray(self.model.optimizer.learning_rate)))
+
+
+@pytest.mark.slow
+def test_one_fit_drives_a_users_callback_the_cosine_schedule_and_the_csv_log(shards, tmp_path):
+  calls = _Calls()
+  out = str(tmp_path / "out")
+  metrics = experiment.run(experiment.RunConfig(
+      shards=shards, model="mlp", epochs=3, batch_size=8, seed=2, lr_schedule="cosine",
+      learning_rate=0.01, out=out), callbacks=[calls])
+  assert calls.train_begins == 1 and calls.epochs == [0, 1, 2]  # one fit, every epoch
+  assert calls.rates == pytest.approx([0.01, 0.0075, 0.0025])  # cos decay, per epoch
+  with open(os.path.join(out, "history.csv")) as f:
+    rows = list(csv.DictReader(f))
+  assert [int(r["epoch"]) for r in rows] == [0, 1, 2]
+  assert [float(r["loss"]) for r in rows] == pytest.approx(
+      [row["loss"] for row in metrics["epochs"]])
+  assert metrics["best"]["epoch"] in (1, 2, 3)
+
+
 # ------------------------------------------------------------------------- resuming
 
 
+FINISHED_ARGS = ["--model", "mlp", "--epochs", 2, "--batch-size", 8, "--seed", 1]
+
+
+@pytest.fixture
+def finished_copy(finished_run, tmp_path) -> str:
+  """A copy of the finished two-epoch run's output folder, to resume."""
+  _, out = finished_run
+  copy = str(tmp_path / "out")
+  shutil.copytree(out, copy)
+  return copy
+
+
 @pytest.mark.slow
-def test_a_finished_run_continues_to_more_epochs(shards, tmp_path):
-  out = tmp_path / "out"
-  args = ["--shards", shards, "--model", "mlp", "--batch-size", 8, "--seed", 4, "--out", out]
-  _assert_ok(invoke(args + ["--epochs", 1]))
-  result = invoke(args + ["--epochs", 2])
+def test_a_finished_run_continues_to_more_epochs(shards, finished_copy):
+  result = invoke(["--shards", shards, *FINISHED_ARGS, "--epochs", 3, "--out", finished_copy])
   _assert_ok(result)
-  assert "Continuing from epoch 1 of 2" in result.output
-  assert [row["epoch"] for row in _metrics(out)["epochs"]] == [1, 2]
+  assert "Continuing from epoch 3, step 0 of 2 (2 of 3 epochs done" in result.output
+  assert [row["epoch"] for row in _metrics(finished_copy)["epochs"]] == [1, 2, 3]
+  with open(os.path.join(finished_copy, "history.csv")) as f:
+    assert [row["epoch"] for row in csv.DictReader(f)] == ["0", "1", "2"]
 
 
 @pytest.mark.slow
-def test_resuming_with_other_settings_is_refused(shards, tmp_path):
-  out = tmp_path / "out"
-  args = ["--shards", shards, "--epochs", 1, "--batch-size", 8, "--seed", 4, "--out", out]
-  _assert_ok(invoke(args + ["--model", "mlp"]))
-  _assert_one_line_error(invoke(args + ["--model", "cnn"]), "holds a run with other settings")
+def test_resuming_with_other_settings_is_refused_naming_them(shards, finished_copy):
+  args = ["--shards", shards, *FINISHED_ARGS, "--out", finished_copy]
+  _assert_one_line_error(invoke(args + ["--model", "cnn", "--batch-size", 4]),
+                         "holds a run with other settings (batch_size, model differ)")
 
 
-def _state_epoch(out) -> int:
+def _position(out) -> tuple[int, int, int]:
+  """(finished epochs, steps of the next one, steps per epoch) saved in out/backup."""
   try:
     with open(os.path.join(out, "backup", "state.json")) as f:
-      return json.load(f)["epoch"]
-  except (OSError, ValueError):
-    return 0
+      state = json.load(f)
+    return state["epoch"], state["step"], state["steps"] or 0
+  except (OSError, ValueError, KeyError):
+    return 0, 0, 0
 
 
-def _interrupt(command, out, after_epoch: int, sig: int) -> subprocess.CompletedProcess:
-  """Starts `command`, sends `sig` once `after_epoch` epochs are saved, waits for it."""
+def _global_step(out) -> int:
+  epoch, step, steps = _position(out)
+  return epoch * steps + step
+
+
+def _interrupt(command, out, at_step: int, sig: int) -> subprocess.CompletedProcess:
+  """Starts `command`, sends `sig` once a state at `at_step` steps (counted over all
+  epochs) or later is saved, waits for it."""
   process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                              cwd=ROOT)
-  while process.poll() is None and _state_epoch(out) < after_epoch:
-    time.sleep(0.01)
+  while process.poll() is None and _global_step(out) < at_step:
+    time.sleep(0.002)
   process.send_signal(sig)
   stdout, stderr = process.communicate(timeout=120)
   return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
 
 
-@pytest.mark.slow
-def test_interrupted_runs_resume_to_the_same_weights(tmp_path):
-  shards = write_shards(str(tmp_path / "data"), {"train": 48, "validation": 8, "test": 8})
-  epochs = 8
-  whole, resumed = str(tmp_path / "whole"), str(tmp_path / "resumed")
-  # The cnn with augmentation: weights, optimizer state, random layers and input order.
-  args = ["--shards", shards, "--model", "cnn", "--augment", "--epochs", epochs,
-          "--batch-size", 8, "--seed", 5, "--deterministic"]
-  command = [sys.executable, SCRIPT, *map(str, args), "--out", resumed]
-  # In its own process: --deterministic switches op determinism on for the whole process.
-  subprocess.run(command[:-1] + [whole], check=True, cwd=ROOT, capture_output=True)
+STEPS, EPOCHS = 8, 3  # 32 training examples in batches of 4
 
-  ctrl_c = _interrupt(command, resumed, 1, signal.SIGINT)
-  assert ctrl_c.returncode == 130, ctrl_c.stderr
-  assert "Run the same command to continue" in ctrl_c.stderr
-  assert "Traceback" not in ctrl_c.stderr
-  first_stop = _state_epoch(resumed)
-  killed = _interrupt(command, resumed, first_stop + 1, signal.SIGKILL)
-  assert killed.returncode == -signal.SIGKILL
-  second_stop = _state_epoch(resumed)
-  assert 1 <= first_stop < second_stop < epochs  # both runs really were cut short
+
+@pytest.mark.slow
+def test_runs_killed_at_random_steps_resume_to_the_same_weights_and_losses(tmp_path):
+  shards = write_shards(str(tmp_path / "data"), {"train": 4 * STEPS, "validation": 8, "test": 4})
+  whole, resumed = str(tmp_path / "whole"), str(tmp_path / "resumed")
+  # Every in-model augmentation, the optimizer, metric sums, the callbacks' state and the
+  # input order, all saved after every step.
+  args = ["--shards", shards, "--model", "mlp", "--augment",
+          ",".join(preprocessing.AUGMENTATIONS), "--epochs", EPOCHS,
+          "--batch-size", 4, "--seed", 5, "--deterministic", "--save-every", 1,
+          "--lr-schedule", "plateau", "--early-stopping", 5]  # callbacks with state
+  command = [sys.executable, SCRIPT, *map(str, args), "--out", resumed]
+  # In its own process: --deterministic switches op determinism on for the whole process;
+  # it runs beside the interrupted runs.
+  reference = subprocess.Popen(command[:-1] + [whole], cwd=ROOT, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)
+  rng = np.random.default_rng()
+  seed = int(rng.integers(1 << 30))
+  rng = np.random.default_rng(seed)
+  # Three random mid-epoch points (2 or more steps from an epoch's ends), in order and
+  # 3 or more steps apart (a killed process may have saved a step beyond its target).
+  mid_epoch = [e * STEPS + s for e in range(EPOCHS) for s in range(2, STEPS - 2)]
+  while True:
+    targets = sorted(rng.choice(mid_epoch, size=3, replace=False).tolist())
+    if min(b - a for a, b in zip(targets, targets[1:])) >= 3:
+      break
+  where = f"(targets {targets}, drawn with seed {seed})"
+
+  stops = []
+  for target, sig in zip(targets, (signal.SIGKILL, signal.SIGKILL, signal.SIGINT)):
+    result = _interrupt(command, resumed, target, sig)
+    if stops:  # each run after the first continues where the previous one stopped
+      epoch, step = stops[-1]
+      assert f"Continuing from epoch {epoch + 1}, step {step} of {STEPS}" in result.stdout, \
+          result.stdout + result.stderr + where
+    if sig == signal.SIGKILL:
+      assert result.returncode == -signal.SIGKILL, result.stderr + where
+    else:
+      assert result.returncode == 130, result.stderr + where
+      assert "Run the same command to continue" in result.stderr
+      assert "Traceback" not in result.stderr
+    stops.append(_position(resumed)[:2])
+  assert sum(1 for _, step in stops if step) >= 2, f"{stops} {where}"  # cut mid-epoch
+  assert stops[-1][0] < EPOCHS, where
   finished = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
   assert finished.returncode == 0, finished.stderr
-  assert f"Continuing from epoch {second_stop} of {epochs}" in finished.stdout
+  epoch, step = stops[-1]
+  assert f"Continuing from epoch {epoch + 1}, step {step} of {STEPS}" in finished.stdout
+  assert reference.wait(timeout=300) == 0, reference.stderr.read()
 
   a = keras.models.load_model(os.path.join(whole, "model.keras"))
   b = keras.models.load_model(os.path.join(resumed, "model.keras"))
   for left, right in zip(a.weights, b.weights):
-    np.testing.assert_array_equal(np.asarray(left), np.asarray(right), err_msg=left.path)
-  for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+    np.testing.assert_array_equal(np.asarray(left), np.asarray(right),
+                                  err_msg=f"{left.path} {stops} {where}")
+  for key in ("loss", "accuracy", "val_loss", "val_accuracy", "examples"):
     assert [row[key] for row in _metrics(whole)["epochs"]] == \
-        [row[key] for row in _metrics(resumed)["epochs"]], key
+        [row[key] for row in _metrics(resumed)["epochs"]], f"{key} {stops} {where}"
+  with open(os.path.join(whole, "history.csv")) as f, \
+      open(os.path.join(resumed, "history.csv")) as g:
+    assert f.read() == g.read()  # one row per epoch, none lost or repeated
 
 
 # ------------------------------------------------------------------------- bad input
@@ -337,6 +426,8 @@ def test_interrupted_runs_resume_to_the_same_weights(tmp_path):
     (["--folder", ".", "--image-size", "32,0"], "expected positive N or H,W"),
     (["--folder", ".", "--learning-rate", 0], "--learning-rate"),
     (["--folder", ".", "--channels", 2], "--channels"),
+    (["--folder", ".", "--augment", "flip,sharpen"], "augment must name some of"),
+    (["--folder", ".", "--lr-schedule", "step"], "--lr-schedule"),
     (["--folder", ".", "--dataset", "pet_images"], "one data source"),
     (["--val-shards", "x*"], "go with shards"),
     (["--folder", ".", "--data-service", "127.0.0.1:5050"], "not a folder"),
