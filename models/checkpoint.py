@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Optional
+import shutil
+import tempfile
+from typing import Any, Callable, Optional
 
 import keras
 
@@ -22,13 +24,19 @@ _WEIGHTS = "epoch-{epoch:04d}-step-{step:08d}.weights.h5"
 
 
 def write_json(path: str, value: Any) -> None:
-  """Writes JSON to `path` atomically: readers see the old file or the new one."""
+  """Writes JSON to `path` atomically: readers see the old file or the new one (also when
+  the disk is full: the partial copy is removed and OSError raised)."""
   tmp = f"{path}.tmp"
-  with open(tmp, "w") as f:
-    json.dump(value, f, indent=2)
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(tmp, path)
+  try:
+    with open(tmp, "w") as f:
+      json.dump(value, f, indent=2)
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, path)
+  except OSError as e:
+    _remove(tmp)
+    raise OSError(e.errno, f"cannot write {path} ({e.strerror or e}); the previous "
+                  "version is kept") from None
 
 
 def load(directory: str) -> Optional[dict]:
@@ -45,14 +53,47 @@ def save(model: keras.Model, directory: str, epoch: int, step: int = 0, **state:
   model's weights at that point."""
   os.makedirs(directory, exist_ok=True)
   weights = _WEIGHTS.format(epoch=epoch, step=step)
-  tmp = os.path.join(directory, f"tmp-{weights}")
-  model.save_weights(tmp)
-  os.replace(tmp, os.path.join(directory, weights))
-  write_json(os.path.join(directory, STATE),
-             {**state, "epoch": epoch, "step": step, "weights": weights})
+  previous = (load(directory) or {}).get("weights")
+  try:
+    write_file(os.path.join(directory, weights), model.save_weights)
+    write_json(os.path.join(directory, STATE),
+               {**state, "epoch": epoch, "step": step, "weights": weights})
+  except OSError as e:
+    # A full disk: the state on disk stays the previous one, whole.
+    if weights != previous:
+      _remove(os.path.join(directory, weights))
+    raise OSError(e.errno, f"cannot save the training state in {directory} "
+                  f"({e.strerror or e}); the previous state is kept") from None
   for name in os.listdir(directory):
     if name.endswith(".weights.h5") and name != weights:
       os.remove(os.path.join(directory, name))
+
+
+def write_file(path: str, write: Callable[[str], Any]) -> None:
+  """Writes `path` atomically with `write(file_path)` (e.g. `model.save_weights`).
+
+  `write` fills a file in a local temporary folder, which is then copied beside `path` and
+  renamed over it. HDF5 writing straight onto a full disk crashed the process after
+  "No space left on device"; a plain copy raises OSError instead, and the partial copy is
+  removed, so `path` stays the previous version.
+  """
+  partial = os.path.join(os.path.dirname(path), f"tmp-{os.path.basename(path)}")
+  with tempfile.TemporaryDirectory(prefix="petpipe-save-") as local:
+    staged = os.path.join(local, os.path.basename(path))
+    write(staged)
+    try:
+      shutil.copyfile(staged, partial)
+      os.replace(partial, path)
+    except OSError:
+      _remove(partial)
+      raise
+
+
+def _remove(path: str) -> None:
+  try:
+    os.remove(path)
+  except OSError:
+    pass
 
 
 def restore(model: keras.Model, directory: str, state: dict) -> None:

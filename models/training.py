@@ -204,10 +204,8 @@ def examples_seen(model: keras.Model) -> int:
 
 
 def save_model(model: keras.Model, path: str) -> None:
-  """Saves atomically: readers see the old file or the new one."""
-  tmp = os.path.join(os.path.dirname(path), "tmp-" + os.path.basename(path))
-  model.save(tmp)
-  os.replace(tmp, path)
+  """Saves atomically: readers see the old file or the new one (a full disk: OSError)."""
+  checkpoint.write_file(path, model.save)
 
 
 class EpochTimer(keras.callbacks.Callback):

@@ -48,7 +48,9 @@ from petpipe.models import preprocessing as model_preprocessing
 from petpipe.models import reports
 from petpipe.models import strategy
 from petpipe.models import training
+from petpipe.models import watchdog
 from petpipe.models import checkpoint
+from petpipe.pipeline import folder_lock
 from petpipe.pipeline import service
 from petpipe.pipeline import training_data
 from petpipe.pipeline import transform
@@ -162,6 +164,7 @@ class RunConfig:
   best_checkpoint: bool = True
   early_stopping: Optional[int] = None
   lr_schedule: str = "constant"
+  stall_timeout: float = watchdog.DEFAULT_TIMEOUT
 
   def source(self) -> training_data.DataSource:
     return training_data.DataSource(
@@ -195,6 +198,8 @@ def resolve(config: RunConfig) -> RunConfig:
   if (config.save_every is not None and config.save_every < 0) or \
       (config.early_stopping is not None and config.early_stopping <= 0):
     raise ValueError("save_every must be >= 0 and early_stopping positive.")
+  if config.stall_timeout <= 0:
+    raise ValueError(f"stall_timeout must be positive. Received: stall_timeout={config.stall_timeout!r}")
   augment = config.augment
   if augment is not None and not isinstance(augment, bool):
     augment = model_preprocessing.augmentation_names(augment) or False
@@ -270,13 +275,17 @@ def run(config: RunConfig, where: Optional[strategy.Placement] = None,
     check_out(config.out)
   if config.data_service:
     service.check_dispatcher(config.data_service)
+    service.check_workers(config.data_service)
   # A multi-worker strategy must exist before any other TensorFlow op runs (the demo's
   # build runs some): create it first, or pass it in.
   distribution = distribution or strategy.create(where)
   if config.demo:
     config = dataclasses.replace(config, shards=prepare_demo())
   if where.is_chief:
-    return _train(config, where, distribution, config.out, callbacks)
+    # One run per output folder: a second one would "continue" the first one's live state.
+    with folder_lock.exclusive(os.path.join(config.out, ".lock"),
+                               f"{config.out} is being trained"):
+      return _train(config, where, distribution, config.out, callbacks)
   kept = os.environ.get(WORKER_DIR_ENV)
   out = kept or tempfile.mkdtemp(prefix=f"petpipe-worker{where.worker_index}-")
   try:
@@ -389,7 +398,8 @@ def _comparable(config: RunConfig, replicas: int = 1) -> dict:
   the folder is, nor whether the input runs on a tf.data service); with several replicas,
   their number too, since it sets the global batch."""
   settings = dataclasses.asdict(config)
-  for free in ("epochs", "out", "data_service", "save_every", "best_checkpoint"):
+  for free in ("epochs", "out", "data_service", "save_every", "best_checkpoint",
+               "stall_timeout"):
     settings.pop(free)
   if replicas != 1:
     settings["replicas"] = replicas
@@ -445,6 +455,10 @@ def _callbacks(config: RunConfig, paths: dict, monitor: str) -> list:
                                                        patience=2))
   # Appends: a resumed run continues the file (`_continue_csv` dropped unsaved rows).
   callbacks.append(keras.callbacks.CSVLogger(paths["history"], append=True))
+  # A stalled input (a lost tf.data service worker, a hung file system) ends the run.
+  callbacks.append(watchdog.InputWatchdog(
+      config.stall_timeout, hint=f"The last saved state is in {paths['backup']}: run the "
+      "same command to continue from it."))
   return callbacks
 
 

@@ -13,7 +13,7 @@ import fcntl
 import os
 
 
-class FolderLockedError(RuntimeError):
+class FolderLockedError(OSError):
   """Another process holds the lock."""
 
 

@@ -94,6 +94,9 @@ class _Size(click.ParamType):
               type=click.Choice(experiment.LR_SCHEDULES),
               help="cosine: per-epoch decay to 0; plateau: halve after 2 epochs without "
               "progress.")
+@click.option("--stall-timeout", default=120.0, show_default=True, metavar="SECONDS",
+              type=click.FloatRange(min=0, min_open=True),
+              help="End the run when no batch arrives for this long (a stalled input).")
 def main(**options):
   """Trains a model and writes it with its metrics and pictures to --out.
 

@@ -1,0 +1,83 @@
+"""A training run owns its output folder, and a full disk never corrupts its saved state."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from petpipe.models import checkpoint
+from tests.test_train import ROOT, SCRIPT, _assert_ok, invoke, write_shards, _assert_one_line_error
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory) -> str:
+  return write_shards(str(tmp_path_factory.mktemp("data") / "tiny" / "1.0.0"))
+
+
+@pytest.mark.slow
+def test_a_second_run_on_the_same_out_fails_at_once_naming_the_first(shards, tmp_path):
+  out = tmp_path / "out"
+  first = subprocess.Popen(
+      [sys.executable, SCRIPT, "--shards", shards, "--model", "mlp", "--epochs", "500",
+       "--batch-size", "4", "--out", str(out)], cwd=ROOT, stdout=subprocess.DEVNULL,
+      stderr=subprocess.DEVNULL, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+  try:
+    lock = out / ".lock"
+    deadline = time.monotonic() + 120
+    while not (lock.exists() and lock.read_text().strip()) and time.monotonic() < deadline:
+      assert first.poll() is None, "the first run ended early"
+      time.sleep(0.2)
+    second = invoke(["--shards", shards, "--model", "mlp", "--epochs", 1, "--out", out])
+    _assert_one_line_error(second, f"is being trained by process {first.pid} ")
+  finally:
+    first.kill()
+    first.wait()
+  # The OS released the killed run's lock: the same command continues its run.
+  _assert_ok(invoke(["--shards", shards, "--model", "mlp", "--epochs", 500, "--batch-size", 4,
+                     "--out", out, "--early-stopping", 1]))
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+  disk = tmp_path / "disk"
+  disk.mkdir()
+  if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(disk)],
+                    capture_output=True).returncode != 0:
+    pytest.skip("mounting a small tmpfs needs root")
+  try:
+    yield disk
+  finally:
+    subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def _fill(disk, leave_bytes: int) -> None:
+  stat = os.statvfs(disk)
+  free = stat.f_bavail * stat.f_frsize
+  with open(disk / "filler", "wb") as f:
+    f.write(b"\0" * max(free - leave_bytes, 0))
+
+
+@pytest.mark.slow
+def test_a_full_disk_keeps_the_previous_state_and_ends_with_one_error_line(shards, small_disk):
+  out = small_disk / "out"
+  args = ["--shards", shards, "--model", "mlp", "--batch-size", 8, "--seed", 1,
+          "--out", out]
+  _assert_ok(invoke(args + ["--epochs", 1]))
+  before = checkpoint.load(str(out / "backup"))
+  # Room for the small JSON files, not for another copy of the weights.
+  _fill(small_disk, leave_bytes=48 * 1024)
+  result = subprocess.run([sys.executable, SCRIPT, *map(str, args), "--epochs", "3"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+  assert result.returncode == 1, (result.returncode, result.stderr[-2000:])
+  errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+  assert len(errors) == 1 and "No space left on device" in errors[0], result.stderr[-2000:]
+  after = checkpoint.load(str(out / "backup"))
+  assert after == before
+  assert os.path.exists(out / "backup" / after["weights"])
+  assert not [n for n in os.listdir(out / "backup") if n.startswith("tmp-") or n.endswith(".tmp")]
