@@ -4,6 +4,8 @@ tests/test_train.py)."""
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -83,3 +85,13 @@ def test_a_model_with_every_augmentation_trains_inside_fit():
                       verbose=0, shuffle=False)
   assert np.isfinite(history.history["loss"][0])
   assert any(not np.array_equal(a, np.asarray(b)) for a, b in zip(before, model.trainable_weights))
+
+
+@pytest.mark.parametrize("name", preprocessing.AUGMENTATIONS)
+def test_only_the_documented_augmentations_compile_with_xla(name):
+  model = models.build("mlp", (SIZE, SIZE, 1), 2, augment=[name], seed=0)
+  xla = name in preprocessing.XLA_AUGMENTATIONS
+  # Keras warns when it drops XLA for a layer that does not support it.
+  with contextlib.nullcontext() if xla else pytest.warns(UserWarning, match="jit_compile"):
+    model.compile("adam", loss=head.loss(2), jit_compile=True)
+  assert bool(model.jit_compile) == xla
