@@ -319,7 +319,8 @@ def _train(config: RunConfig, where: strategy.Placement,
   data = training_data.load(config.source(), layout, seed=seed, image_size=config.image_size,
                             channels=config.channels, deterministic=config.deterministic)
   # A resumed run must share the settings and read the same data (classes, counts).
-  settings = {**_comparable(config, replicas), "data": data.fingerprint}
+  settings = {**_comparable(config, replicas),
+              **{f"data_{key}": value for key, value in data.fingerprint.items()}}
   if state:
     training.resume_state(backup, settings)
 

@@ -12,6 +12,8 @@ are reshuffled from a per-epoch seed, evaluation batches come in a fixed order.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import os
 import re
 from typing import Callable, Optional, Sequence, Tuple
@@ -109,8 +111,10 @@ class TrainingData:
     channels: channels of the batches.
     train_shard_policy: how the training split is divided among workers ("FILE",
       "DATA"); None with a single worker.
-    fingerprint: what identifies the data (class names, counts per split and class), for
-      checking that a resumed run reads the same data.
+    files_digest: a hash of which files each split reads (record files: names and sizes;
+      a folder: the images' paths in each split).
+    fingerprint: what identifies the data (class names, counts per split and class, the
+      files digest), for checking that a resumed run reads the same data.
   """
 
   class_names: list
@@ -121,10 +125,13 @@ class TrainingData:
   channels: int
   train_shard_policy: Optional[str] = None
 
+  files_digest: str = ""
+
   @property
   def fingerprint(self) -> dict:
     return {"class_names": list(self.class_names),
-            "counts": {split: list(c) for split, c in sorted(self.counts.items())}}
+            "counts": {split: list(c) for split, c in sorted(self.counts.items())},
+            "files": self.files_digest}
 
 
 def load(source: DataSource, layout: InputLayout = InputLayout(), *, seed: int = 0,
@@ -241,7 +248,14 @@ def _record_data(files_by_split: dict, feats, shape, seed: int, deterministic: b
       image_size=tuple(size),
       channels=channels,
       train_shard_policy=policy.name if layout.multi_worker else None,
+      files_digest=_digest({split: [(os.path.basename(f), tf.io.gfile.stat(f).length)
+                                    for f in files] for split, files in files_by_split.items()}),
   )
+
+
+def _digest(value) -> str:
+  """A stable hash of a JSON-able value."""
+  return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _shard_policy(split: str, files: Sequence[str],
@@ -343,4 +357,7 @@ def _folder_data(folder: str, shape, seed: int, layout: InputLayout) -> Training
   return TrainingData(class_names=class_names, counts=counts,
                       train=lambda epoch_seed, skip=0: train.skip(skip) if skip else train,
                       evaluation=evaluation, image_size=tuple(size), channels=channels,
-                      train_shard_policy=None if policy is None else policy.name)
+                      train_shard_policy=None if policy is None else policy.name,
+                      files_digest=_digest({
+                          split: sorted(os.path.relpath(p, folder) for p in dataset.file_paths)
+                          for split, dataset in (("train", train), ("validation", validation))}))

@@ -44,11 +44,11 @@ def _picture(label: int, rng: np.random.Generator, size: int, channels: int = 1)
 
 
 def write_shards(dataset_dir: str, counts=None, size: int = 16, num_shards: int = 2,
-                 name: str = "tiny", seed: int = 0) -> str:
+                 name: str = "tiny", seed: int = 0, class_names=CLASSES) -> str:
   """Writes TFDS-named raw shards and features.json; returns the training-shard glob."""
   counts = counts or {"train": 16, "validation": 6, "test": 6}
   os.makedirs(dataset_dir, exist_ok=True)
-  feats = schema.features(schema.ImageStorage("raw", 1, (size, size)), CLASSES)
+  feats = schema.features(schema.ImageStorage("raw", 1, (size, size)), class_names)
   feats.save_config(dataset_dir)
   rng = np.random.default_rng(seed)
   for split, count in counts.items():
@@ -58,7 +58,7 @@ def write_shards(dataset_dir: str, counts=None, size: int = 16, num_shards: int 
     for i in range(count):
       label = i % len(CLASSES)
       example = {schema.IMAGE: _picture(label, rng, size), schema.LABEL: label,
-                 schema.FILENAME: f"{CLASSES[label]}/{split}-{i}.png"}
+                 schema.FILENAME: f"{class_names[label]}/{split}-{i}.png"}
       writers[i % num_shards].write(feats.serialize_example(example))
     for writer in writers:
       writer.close()

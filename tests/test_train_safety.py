@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -11,7 +12,8 @@ import time
 import pytest
 
 from petpipe.models import checkpoint
-from tests.test_train import ROOT, SCRIPT, _assert_ok, invoke, write_shards, _assert_one_line_error
+from tests.test_train import (CLASSES, ROOT, SCRIPT, _assert_ok, _assert_one_line_error, invoke,
+                              write_folder, write_shards)
 
 
 @pytest.fixture(scope="module")
@@ -81,3 +83,26 @@ def test_a_full_disk_keeps_the_previous_state_and_ends_with_one_error_line(shard
   assert after == before
   assert os.path.exists(out / "backup" / after["weights"])
   assert not [n for n in os.listdir(out / "backup") if n.startswith("tmp-") or n.endswith(".tmp")]
+
+
+@pytest.mark.slow
+def test_resuming_on_rebuilt_data_is_refused_naming_what_changed(tmp_path):
+  folder = str(tmp_path / "data" / "tiny" / "1.0.0")
+  glob = write_shards(folder)
+  args = ["--shards", glob, "--model", "mlp", "--batch-size", 8, "--seed", 1,
+          "--out", tmp_path / "out"]
+  _assert_ok(invoke(args + ["--epochs", 1]))
+  # Rebuilt in place with the classes in the other order: same files, same counts.
+  shutil.rmtree(folder)
+  write_shards(folder, class_names=tuple(reversed(CLASSES)))
+  _assert_one_line_error(invoke(args + ["--epochs", 2]), "(data_class_names differ)")
+
+
+@pytest.mark.slow
+def test_resuming_on_a_folder_with_a_file_added_is_refused(tmp_path):
+  folder = write_folder(str(tmp_path / "pets"))
+  args = ["--folder", folder, "--model", "mlp", "--image-size", 16, "--seed", 2,
+          "--out", tmp_path / "out"]
+  _assert_ok(invoke(args + ["--epochs", 1]))
+  shutil.copy(os.path.join(folder, CLASSES[0], "0.png"), os.path.join(folder, CLASSES[0], "new.png"))
+  _assert_one_line_error(invoke(args + ["--epochs", 2]), "data_files")
