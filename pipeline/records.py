@@ -36,6 +36,7 @@ class IndexedRecords:
 
   Attributes:
     paths: the files.
+    lengths: records in each file.
     offsets: index of each file's first record.
   """
 
@@ -45,8 +46,8 @@ class IndexedRecords:
 
     self.paths = [os.fspath(p) for p in paths]
     self._source = array_record_data_source.ArrayRecordDataSource(self.paths)
-    lengths = [num_records(p) for p in self.paths]
-    self.offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+    self.lengths = [num_records(p) for p in self.paths]
+    self.offsets = np.concatenate([[0], np.cumsum(self.lengths)[:-1]]).astype(np.int64)
 
   def __len__(self) -> int:
     return len(self._source)
@@ -56,8 +57,9 @@ class IndexedRecords:
     where = {p: i for i, p in enumerate(self.paths)}
     ranges = []
     for s in slices:
-      start = self.offsets[where[os.fspath(s.path)]] + s.skip
-      end = start + (num_records(s.path) - s.skip if s.take < 0 else s.take)
+      i = where[os.fspath(s.path)]
+      start = self.offsets[i] + s.skip
+      end = start + (self.lengths[i] - s.skip if s.take < 0 else s.take)
       ranges.append(np.arange(start, end, dtype=np.int64))
     return np.concatenate(ranges) if ranges else np.zeros([0], np.int64)
 
