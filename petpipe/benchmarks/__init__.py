@@ -1,7 +1,10 @@
 """Benchmarks and stress tests of petpipe, callable from Python; `scripts/` holds their CLIs.
 
-* `input_speed`: every way of feeding one folder to Keras, side by side (images/s, peak RSS).
-* `build_speed`: the pet_images build against TFDS's cats_vs_dogs recipe (files/s).
+* `input_speed`: every way of feeding one folder to Keras, side by side with the decode
+  ceilings and raw-format loops of the same run (images/s, time to first batch, peak RSS).
+* `build_speed`: the pet_images builds against TFDS's cats_vs_dogs recipe and a decode
+  floor (files/s).
+* `natural_pictures`: a natural-photo twin of a generated sample folder.
 * `distributed`: Beam builds and tf.data service input against local ones.
 * `kill_builds`: `kill -9` builds at random moments; the result must stay intact.
 
