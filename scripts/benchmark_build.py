@@ -15,14 +15,17 @@ from petpipe.benchmarks import build_speed  # imports TensorFlow only when it ru
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--images", default=5000, show_default=True, help="Good images in total (half per class).")
+@click.option("--images", default=5000, show_default=True,
+              help="Good images in total (half per class).")
 @click.option("--min-size", default=250, show_default=True)
 @click.option("--max-size", default=500, show_default=True)
 @click.option("--out", default="benchmark_results", show_default=True,
               help="Folder for build_benchmark.json and build_benchmark.png.")
 @click.option("--workdir", default=None,
-              help="Folder for the sample images, reused between runs (default: a temporary one, removed after).")
-@click.option("--only", default=",".join(build_speed.BUILDS), show_default=True, help="Comma-separated builds to run.")
+              help="Folder for the sample images, reused between runs "
+                   "(default: a temporary one, removed after).")
+@click.option("--only", default=",".join(build_speed.BUILDS), show_default=True,
+              help="Comma-separated builds to run.")
 @click.option("--repeats", default=1, show_default=True,
               help="Runs per build, each in a fresh process; the fastest is kept.")
 def main(images: int, min_size: int, max_size: int, out: str, workdir: str | None, only: str,

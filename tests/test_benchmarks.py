@@ -57,7 +57,8 @@ def test_natural_set_has_the_generated_sets_names_and_broken_files(bench_data):
   assert broken
   # The broken files are copied as they are: the same bytes in both sets.
   for name in broken:
-    with open(os.path.join(generated, name), "rb") as a, open(os.path.join(natural, name), "rb") as b:
+    with open(os.path.join(generated, name), "rb") as a, \
+        open(os.path.join(natural, name), "rb") as b:
       assert a.read() == b.read()
   with open(os.path.join(generated, "Cat/0.jpg"), "rb") as a, \
       open(os.path.join(natural, "Cat/0.jpg"), "rb") as b:

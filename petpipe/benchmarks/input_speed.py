@@ -410,9 +410,9 @@ def _picture_set(root: str, folder: str, anomalies: dict, jpeg: bool) -> tuple[d
 
 def write_flat_file(raw_dir: str, path: str, times: int = 1) -> str:
   """The raw records of `raw_dir` as fixed-length records (label byte + pixels), `times` over."""
-  from petpipe.pipeline import schema
-
   import tensorflow as tf
+
+  from petpipe.pipeline import schema
 
   if os.path.exists(path):
     return path
@@ -640,9 +640,9 @@ def print_table(results: dict, goals: list, images: int,
   log("\ngoals (every ratio from this run)")
   for goal in goals:
     if goal["met"] is None:
-      log(f"  {goal['goal']:<62} not measured")
+      log(f"  {goal['goal']:<66} not measured")
     else:
-      log(f"  {goal['goal']:<62} {goal['value']:>7.2f}  "
+      log(f"  {goal['goal']:<66} {goal['value']:>7.2f}  "
           f"{'met' if goal['met'] else 'NOT met'}")
 
 
