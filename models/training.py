@@ -64,7 +64,8 @@ def resume_state(backup_dir: str, settings: dict) -> Optional[dict]:
   if saved != _plain(settings):
     differing = sorted(k for k in set(saved or {}) | set(settings)
                        if (saved or {}).get(k) != _plain(settings).get(k))
-    raise ValueError(f"{os.path.dirname(os.path.abspath(backup_dir))} holds a run with other "
+    folder = os.path.dirname(backup_dir if "://" in backup_dir else os.path.abspath(backup_dir))
+    raise ValueError(f"{folder} holds a run with other "
                      f"settings ({', '.join(differing)} differ); use another output folder "
                      f"or delete {backup_dir}.")
   return state
