@@ -116,7 +116,10 @@ def write_file(path: str, write: Callable[[str], Any]) -> None:
 
 def _copy_remote(staged: str, partial: str, path: str) -> None:
   try:
-    tf.io.gfile.copy(staged, partial, overwrite=True)
+    # A leftover partial copy goes first: `ram://` appends to a file it overwrites.
+    if tf.io.gfile.exists(partial):
+      tf.io.gfile.remove(partial)
+    tf.io.gfile.copy(staged, partial)
     tf.io.gfile.rename(partial, path, overwrite=True)
   except tf.errors.OpError as e:
     raise OSError(f"cannot write {path}: {(e.message or type(e).__name__).splitlines()[0]}") \

@@ -209,6 +209,24 @@ def save_model(model: keras.Model, path: str) -> None:
   checkpoint.write_file(path, model.save)
 
 
+class CSVLogger(keras.callbacks.CSVLogger):
+  """Keras's `CSVLogger`, also on `gs://`, `s3://` or `ram://`: Keras 3.15 asks its open file
+  whether it is `.closed`, which a `tf.io.gfile.GFile` cannot answer (AttributeError)."""
+
+  def _close(self):
+    if self.csv_file is not None:
+      self.csv_file.close()
+      self.csv_file = None
+
+  def on_train_begin(self, logs=None):
+    self._close()
+    super().on_train_begin(logs)
+
+  def on_train_end(self, logs=None):
+    self._close()
+    super().on_train_end(logs)
+
+
 class EpochTimer(keras.callbacks.Callback):
   """Seconds spent on the training batches of the last epoch (validation excluded), and
   the examples those batches held."""

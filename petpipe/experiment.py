@@ -460,7 +460,7 @@ def _callbacks(config: RunConfig, paths: dict, monitor: str) -> list:
     callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=0.5,
                                                        patience=2))
   # Appends: a resumed run continues the file (`_continue_csv` dropped unsaved rows).
-  callbacks.append(keras.callbacks.CSVLogger(paths["history"], append=True))
+  callbacks.append(training.CSVLogger(paths["history"], append=True))
   # A stalled input (a lost tf.data service worker, a hung file system) ends the run.
   callbacks.append(watchdog.InputWatchdog(
       config.stall_timeout, hint=f"The last saved state is in {paths['backup']}: run the "
@@ -480,6 +480,7 @@ def _continue_csv(path: str, finished_epochs: int) -> None:
   if rows:
     text = io.StringIO(newline="")
     csv.writer(text).writerows(rows)
+    tf.io.gfile.remove(path)  # `ram://` would append to the old content
     with tf.io.gfile.GFile(path, "w") as f:
       f.write(text.getvalue())
   elif tf.io.gfile.exists(path):

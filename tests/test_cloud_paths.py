@@ -176,3 +176,20 @@ def test_no_lock_on_a_remote_folder_says_so(caplog):
   with folder_lock.exclusive(f"ram://{uuid.uuid4().hex}/.lock", "ram://x is being built"):
     pass
   assert "No lock on ram://" in caplog.text
+
+
+@pytest.mark.slow
+def test_a_run_trains_into_a_ram_folder_and_resumes_there(tmp_path):
+  from petpipe import experiment
+  from tests.test_train import OUTPUT_FILES, write_shards
+
+  shards = write_shards(str(tmp_path / "tiny" / "1.0.0"))
+  out = f"ram://{uuid.uuid4().hex}/out"
+  run = lambda epochs: experiment.run(experiment.RunConfig(
+      shards=shards, model="mlp", epochs=epochs, batch_size=8, seed=1, out=out))
+  run(2)
+  assert set(OUTPUT_FILES) <= set(tf.io.gfile.listdir(out))
+  metrics = run(3)
+  assert [row["epoch"] for row in metrics["epochs"]] == [1, 2, 3]
+  with tf.io.gfile.GFile(f"{out}/history.csv") as f:
+    assert [line.split(",")[0] for line in f.read().splitlines()] == ["epoch", "0", "1", "2"]
