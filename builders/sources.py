@@ -120,12 +120,12 @@ class FolderSource:
   def signature(self, candidates: Sequence[Candidate]) -> str:
     """Changes whenever a listed file changes (size or modification time)."""
     h = hashlib.sha256()
-    for c in candidates:
-      try:
-        size, mtime_ns = filesystems.stat(os.path.join(self.root, *c.path.split("/")))
-        h.update(f"{c.path}\0{size}\0{mtime_ns}\n".encode("utf-8", "surrogateescape"))
-      except OSError:
+    stats = filesystems.stats([os.path.join(self.root, *c.path.split("/")) for c in candidates])
+    for c, st in zip(candidates, stats):
+      if st is None:
         h.update(f"{c.path}\0missing\n".encode("utf-8", "surrogateescape"))
+      else:
+        h.update(f"{c.path}\0{st[0]}\0{st[1]}\n".encode("utf-8", "surrogateescape"))
     return h.hexdigest()
 
   def _full(self, path: str) -> str:
