@@ -193,3 +193,26 @@ def test_a_run_trains_into_a_ram_folder_and_resumes_there(tmp_path):
   assert [row["epoch"] for row in metrics["epochs"]] == [1, 2, 3]
   with tf.io.gfile.GFile(f"{out}/history.csv") as f:
     assert [line.split(",")[0] for line in f.read().splitlines()] == ["epoch", "0", "1", "2"]
+
+
+def test_folder_loader_cache_builds_from_a_ram_folder(bad_folder, tmp_path):
+  remote = to_ram(bad_folder)
+  kwargs = dict(image_size=(8, 8), seed=1, verbose=False, shuffle=False)
+  cached = pipeline.image_dataset_from_directory(remote, cache_dir=str(tmp_path), **kwargs)
+  direct = pipeline.image_dataset_from_directory(remote, **kwargs)
+  assert sorted(cached.skipped_files) == sorted(f"{remote}/{name}" for name in BAD_FILES)
+  assert sorted(cached.file_paths) == sorted(direct.file_paths)
+
+
+def test_pet_images_finds_its_folder_or_zip_on_ram(tmp_path):
+  from petpipe.builders.pet_images import pet_images_dataset_builder as pet_images
+
+  folder = sample_data.write_sample_folder(str(tmp_path / "in"), per_class=2, min_size=16,
+                                           max_size=24, anomalies=False).root
+  found = pet_images.find_source(os.path.dirname(to_ram(folder)))
+  assert isinstance(found, sources.FolderSource) and found.root.endswith("/PetImages")
+  archive = shutil.make_archive(str(tmp_path / "zipped" / "pets"), "zip", os.path.dirname(folder),
+                                "PetImages")
+  found = pet_images.find_source(os.path.dirname(to_ram(archive)))
+  assert isinstance(found, sources.ZipSource) and found.prefix == "PetImages/"
+  assert len([c for c in found.candidates() if c.is_image]) == 4
