@@ -24,6 +24,7 @@ from petpipe.builders import stable_records
 from petpipe.builders import storage as storage_lib
 from petpipe.builders import validation
 from petpipe.builders.folder_config import FolderConfig, storage_configs  # noqa: F401  (re-exported)
+from petpipe.pipeline import filesystems
 from petpipe.pipeline import folder_lock
 from petpipe.pipeline import schema
 from petpipe.pipeline import verify as verify_lib
@@ -261,7 +262,7 @@ BuildLockedError = folder_lock.FolderLockedError
 
 def build_lock(data_dir: str):
   """An exclusive lock on building `data_dir` (`<config>/.<version>.lock` holding the PID)."""
-  parent, version = os.path.split(os.path.normpath(data_dir))
+  parent, version = os.path.split(filesystems.normpath(data_dir))
   return folder_lock.exclusive(os.path.join(parent, f".{version}.lock"),
                                f"{data_dir} is being built")
 
@@ -273,7 +274,7 @@ def remove_leftovers(data_dir: str) -> list[str]:
   `<config>/<version>/` only when complete, so a killed build leaves that
   folder (never a half-written final folder). One build of a dataset at a time.
   """
-  parent, version = os.path.split(os.path.normpath(data_dir))
+  parent, version = os.path.split(filesystems.normpath(data_dir))
   leftovers = tf.io.gfile.glob(os.path.join(parent, f"incomplete.*_{version}"))
   for path in leftovers:
     tf.io.gfile.rmtree(path)

@@ -17,6 +17,8 @@ import zipfile
 import zlib
 from typing import Iterable, Optional, Sequence
 
+from petpipe.pipeline import filesystems
+
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp"})
 
 
@@ -84,10 +86,11 @@ def stream_sha256(f) -> tuple[str, int]:
 
 
 class FolderSource:
-  """Files under `root/<class_dir>/**` on a local or mounted file system."""
+  """Files under `root/<class_dir>/**`: local, mounted, or any file system TensorFlow knows
+  (`gs://`, `s3://`, `ram://`, through `tf.io.gfile`)."""
 
   def __init__(self, root: str, class_dirs: Sequence[str], follow_links: bool = False):
-    self.root = os.path.abspath(root)
+    self.root = filesystems.absolute(root)
     self.class_dirs = tuple(class_dirs)
     self.follow_links = follow_links
 
@@ -98,41 +101,47 @@ class FolderSource:
     found = []
     for class_dir in self.class_dirs:
       top = os.path.join(self.root, class_dir)
-      for dirpath, dirnames, filenames in os.walk(top, followlinks=self.follow_links):
+      for dirpath, dirnames, filenames in filesystems.walk(top, self.follow_links):
         dirnames.sort()
         for name in sorted(filenames):
-          rel = os.path.relpath(os.path.join(dirpath, name), self.root)
-          rel = rel.replace(os.sep, "/")
+          rel = self._relative(os.path.join(dirpath, name))
           found.append(_candidate(rel, class_dir))
     return found
 
   def ignored_folders(self) -> list[str]:
     """Top-level junk folders (`__MACOSX`, `.git`, ...): never classes."""
-    return sorted(e.name for e in os.scandir(self.root) if e.is_dir() and is_junk(e.name))
+    return sorted(n for n in filesystems.subdirectories(self.root) if is_junk(n))
+
+  def _relative(self, path: str) -> str:
+    if filesystems.is_local(self.root):
+      return os.path.relpath(path, self.root).replace(os.sep, "/")
+    return path[len(self.root):].lstrip("/")
 
   def signature(self, candidates: Sequence[Candidate]) -> str:
     """Changes whenever a listed file changes (size or modification time)."""
     h = hashlib.sha256()
-    for c in candidates:
-      try:
-        st = os.stat(os.path.join(self.root, *c.path.split("/")))
-        h.update(f"{c.path}\0{st.st_size}\0{st.st_mtime_ns}\n".encode("utf-8", "surrogateescape"))
-      except OSError:
+    stats = filesystems.stats([os.path.join(self.root, *c.path.split("/")) for c in candidates])
+    for c, st in zip(candidates, stats):
+      if st is None:
         h.update(f"{c.path}\0missing\n".encode("utf-8", "surrogateescape"))
+      else:
+        h.update(f"{c.path}\0{st[0]}\0{st[1]}\n".encode("utf-8", "surrogateescape"))
     return h.hexdigest()
 
   def _full(self, path: str) -> str:
     full = os.path.join(self.root, *path.split("/"))
+    if not filesystems.is_local(full):
+      return full  # no symlinks there; paths come from the listing
     real = os.path.realpath(full)
     if os.path.commonpath([real, os.path.realpath(self.root)]) != os.path.realpath(self.root):
       raise PermissionError(f"symlink points outside the root: {path}")
     return full
 
   def size(self, path: str) -> int:
-    return os.stat(self._full(path)).st_size
+    return filesystems.stat(self._full(path))[0]
 
   def open(self, path: str):
-    return open(self._full(path), "rb")
+    return filesystems.open_read(self._full(path))
 
   def read(self, path: str) -> bytes:
     with self.open(path) as f:
@@ -156,18 +165,41 @@ _ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, RuntimeError, NotImplementedError
 
 
 def open_zip(zip_path: str) -> zipfile.ZipFile:
-  """Opens a zip; a truncated or corrupt one is a one-line `ValueError` naming it."""
+  """Opens a zip (on any file system); a truncated or corrupt one is a one-line `ValueError`
+  naming it."""
+  if filesystems.is_local(zip_path):
+    stream = None
+    target = zip_path
+  else:
+    stream = target = filesystems.open_read(zip_path)  # seekable: members are read in place
   try:
-    return zipfile.ZipFile(zip_path)
+    return _ZipFile(target, stream)
   except (zipfile.BadZipFile, EOFError, struct.error) as e:
+    if stream is not None:
+      stream.close()
     raise ValueError(f"{zip_path} is not a readable zip (truncated or corrupt: {e}).") from None
+
+
+class _ZipFile(zipfile.ZipFile):
+  """A zip that closes the stream it was opened on (zipfile leaves a passed stream open)."""
+
+  def __init__(self, target, stream=None):
+    self._stream = stream
+    super().__init__(target)
+
+  def close(self):
+    try:
+      super().close()
+    finally:
+      if self._stream is not None:
+        self._stream.close()
 
 
 class ZipSource:
   """Members under `<prefix><class_dir>/**` of a zip file, read without extraction."""
 
   def __init__(self, zip_path: str, class_dirs: Sequence[str], prefix: str = ""):
-    self.zip_path = os.path.abspath(zip_path)
+    self.zip_path = filesystems.absolute(zip_path)
     self.class_dirs = tuple(class_dirs)
     self.prefix = prefix
     self._local = threading.local()
@@ -218,8 +250,8 @@ class ZipSource:
     return sorted(n for n in top | inner if is_junk(n))
 
   def signature(self, candidates: Sequence[Candidate]) -> str:
-    st = os.stat(self.zip_path)
-    return f"{st.st_size}:{st.st_mtime_ns}"
+    size, mtime_ns = filesystems.stat(self.zip_path)
+    return f"{size}:{mtime_ns}"
 
   def _info(self, path: str) -> zipfile.ZipInfo:
     return self._zip().getinfo(self._members().clean[path])
@@ -308,7 +340,7 @@ def normalised_members(names: Iterable[str], prefix: str = "") -> dict[str, str]
 
 def subfolders(root: str) -> list[str]:
   """Sorted names of the sub-folders of `root` (hidden and junk ones left out)."""
-  return sorted(e.name for e in os.scandir(root) if e.is_dir() and not is_junk(e.name))
+  return sorted(n for n in filesystems.subdirectories(root) if not is_junk(n))
 
 
 def zip_layout(zip_path: str) -> tuple[str, list[str]]:

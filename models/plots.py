@@ -7,6 +7,7 @@ display or pyplot's global state.
 
 from __future__ import annotations
 
+import io
 import math
 from typing import Sequence
 
@@ -15,6 +16,7 @@ from matplotlib import patches
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
+import tensorflow as tf
 
 _RIGHT = "tab:green"
 _WRONG = "tab:red"
@@ -24,6 +26,17 @@ def _figure(width: float, height: float) -> Figure:
   figure = Figure(figsize=(width, height), layout="constrained")
   FigureCanvasAgg(figure)
   return figure
+
+
+def _save(figure: Figure, path: str) -> None:
+  """A PNG at `path`, local or on any file system TensorFlow knows (`gs://`, `ram://`...)."""
+  if "://" not in path:
+    figure.savefig(path, dpi=100)
+    return
+  buffer = io.BytesIO()
+  figure.savefig(buffer, dpi=100, format="png")
+  with tf.io.gfile.GFile(path, "wb") as f:
+    f.write(buffer.getvalue())
 
 
 def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, num_classes: int) -> np.ndarray:
@@ -47,7 +60,7 @@ def curves(history: Sequence[dict], path: str) -> None:
     axes.set_title(metric)
     axes.grid(alpha=0.3)
     axes.legend()
-  figure.savefig(path, dpi=100)
+  _save(figure, path)
 
 
 def samples(
@@ -86,7 +99,7 @@ def samples(
       height, width = image.shape[:2]
       axes.add_patch(patches.Rectangle(
           (-0.5, -0.5), width, height, fill=False, edgecolor=_WRONG, linewidth=4))
-  figure.savefig(path, dpi=100)
+  _save(figure, path)
 
 
 def image_grid(images: Sequence[np.ndarray], titles: Sequence[str], path: str,
@@ -102,7 +115,7 @@ def image_grid(images: Sequence[np.ndarray], titles: Sequence[str], path: str,
     if index < count:
       _draw(axes, images[index])
       axes.set_title(titles[index], fontsize=8)
-  figure.savefig(path, dpi=100)
+  _save(figure, path)
 
 
 def bars(panels: Sequence[tuple[str, dict]], path: str, title: str = "") -> None:
@@ -124,7 +137,7 @@ def bars(panels: Sequence[tuple[str, dict]], path: str, title: str = "") -> None
       axes.legend(fontsize=8)
     if not nested:
       axes.text(0.5, 0.5, "none", ha="center", va="center", transform=axes.transAxes)
-  figure.savefig(path, dpi=100)
+  _save(figure, path)
 
 
 def _draw(axes, image: np.ndarray) -> None:
@@ -152,4 +165,4 @@ def confusion(counts: np.ndarray, class_names: Sequence[str], path: str, title: 
   for (row, column), value in np.ndenumerate(counts):
     axes.text(column, row, str(value), ha="center", va="center",
               color="white" if value > threshold else "black")
-  figure.savefig(path, dpi=100)
+  _save(figure, path)

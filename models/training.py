@@ -64,7 +64,8 @@ def resume_state(backup_dir: str, settings: dict) -> Optional[dict]:
   if saved != _plain(settings):
     differing = sorted(k for k in set(saved or {}) | set(settings)
                        if (saved or {}).get(k) != _plain(settings).get(k))
-    raise ValueError(f"{os.path.dirname(os.path.abspath(backup_dir))} holds a run with other "
+    folder = os.path.dirname(backup_dir if "://" in backup_dir else os.path.abspath(backup_dir))
+    raise ValueError(f"{folder} holds a run with other "
                      f"settings ({', '.join(differing)} differ); use another output folder "
                      f"or delete {backup_dir}.")
   return state
@@ -206,6 +207,24 @@ def examples_seen(model: keras.Model) -> int:
 def save_model(model: keras.Model, path: str) -> None:
   """Saves atomically: readers see the old file or the new one (a full disk: OSError)."""
   checkpoint.write_file(path, model.save)
+
+
+class CSVLogger(keras.callbacks.CSVLogger):
+  """Keras's `CSVLogger`, also on `gs://`, `s3://` or `ram://`: Keras 3.15 asks its open file
+  whether it is `.closed`, which a `tf.io.gfile.GFile` cannot answer (AttributeError)."""
+
+  def _close(self):
+    if self.csv_file is not None:
+      self.csv_file.close()
+      self.csv_file = None
+
+  def on_train_begin(self, logs=None):
+    self._close()
+    super().on_train_begin(logs)
+
+  def on_train_end(self, logs=None):
+    self._close()
+    super().on_train_end(logs)
 
 
 class EpochTimer(keras.callbacks.Callback):

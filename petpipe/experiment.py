@@ -31,6 +31,7 @@ import csv
 import dataclasses
 import importlib.util
 import inspect
+import io
 import math
 import os
 import shutil
@@ -210,15 +211,19 @@ def resolve(config: RunConfig) -> RunConfig:
 
 
 def check_out(out: str) -> None:
-  """Raises OSError early (before any training) when `out` cannot be written."""
+  """Raises OSError early (before any training) when `out` (a local folder, or `gs://...`,
+  `s3://...`, `ram://...`: any file system TensorFlow knows) cannot be written."""
   try:
-    os.makedirs(out, exist_ok=True)
+    tf.io.gfile.makedirs(out)
     probe = os.path.join(out, ".write-test")
-    with open(probe, "w"):
-      pass
-    os.remove(probe)
+    with tf.io.gfile.GFile(probe, "w") as f:
+      f.write("")
+    tf.io.gfile.remove(probe)
   except OSError as e:
     raise OSError(f"cannot write to {out}: {e.strerror or e}.") from None
+  except tf.errors.OpError as e:
+    raise OSError(f"cannot write to {out}: {(e.message or type(e).__name__).splitlines()[0]}.") \
+        from None
 
 
 def cache_dir() -> str:
@@ -455,7 +460,7 @@ def _callbacks(config: RunConfig, paths: dict, monitor: str) -> list:
     callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=0.5,
                                                        patience=2))
   # Appends: a resumed run continues the file (`_continue_csv` dropped unsaved rows).
-  callbacks.append(keras.callbacks.CSVLogger(paths["history"], append=True))
+  callbacks.append(training.CSVLogger(paths["history"], append=True))
   # A stalled input (a lost tf.data service worker, a hung file system) ends the run.
   callbacks.append(watchdog.InputWatchdog(
       config.stall_timeout, hint=f"The last saved state is in {paths['backup']}: run the "
@@ -468,12 +473,15 @@ def _continue_csv(path: str, finished_epochs: int) -> None:
   just before a kill, for an epoch whose state was not saved, goes); a new run starts
   the file afresh."""
   rows = []
-  if finished_epochs and os.path.exists(path):
-    with open(path, newline="") as f:
-      rows = list(csv.reader(f))
+  if finished_epochs and tf.io.gfile.exists(path):
+    with tf.io.gfile.GFile(path) as f:
+      rows = list(csv.reader(io.StringIO(f.read(), newline="")))
     rows = rows[:1] + [r for r in rows[1:] if r and int(r[0]) < finished_epochs]
   if rows:
-    with open(path, "w", newline="") as f:
-      csv.writer(f).writerows(rows)
-  elif os.path.exists(path):
-    os.remove(path)
+    text = io.StringIO(newline="")
+    csv.writer(text).writerows(rows)
+    tf.io.gfile.remove(path)  # `ram://` would append to the old content
+    with tf.io.gfile.GFile(path, "w") as f:
+      f.write(text.getvalue())
+  elif tf.io.gfile.exists(path):
+    tf.io.gfile.remove(path)

@@ -25,6 +25,7 @@ from PIL import BmpImagePlugin  # noqa: F401  (opens BMP without loading every p
 from PIL import WebPImagePlugin  # noqa: F401  (opens WebP without loading every plugin)
 import tensorflow as tf
 
+from petpipe.pipeline import filesystems
 from petpipe.pipeline import image_headers
 from petpipe.pipeline import input_pipeline
 # Keras' own argument checks, directory indexing and train/validation split (a copy of
@@ -345,12 +346,12 @@ def _keras_batch(images, labels, options):
 def _cache_name(directory, image_paths, class_names, options) -> str:
   """A config name that changes when the files, their sizes or times, or the settings do."""
   digest = hashlib.sha1()
-  digest.update(os.path.abspath(os.fspath(directory)).encode())
+  digest.update(filesystems.absolute(directory).encode())
   digest.update(repr(list(class_names or [])).encode())
   for path in sorted(image_paths):
     try:
-      stat = os.stat(path)
-      digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode("utf-8", "surrogateescape"))
+      size, mtime_ns = filesystems.stat(path)
+      digest.update(f"{path}\0{size}\0{mtime_ns}\n".encode("utf-8", "surrogateescape"))
     except OSError:  # a dangling symlink: its name still counts
       digest.update(f"{path}\0missing\n".encode("utf-8", "surrogateescape"))
   height, width = options.image_size
@@ -456,14 +457,11 @@ def _decode_error(path: str, header: image_headers.ImageHeader, channels: int) -
 def _decode_eagerly(path: str, header: image_headers.ImageHeader, channels: int) -> np.ndarray:
   """Any readable image file -> uint8 (H, W, 3 or 4), with Pillow for WebP and for the BMPs
   TensorFlow rejects or misreads (RLE, 1/4/8-bit palette, 16-bit)."""
-  if header.needs_pillow:
-    with Image.open(path, formats=["BMP"]) as image:
+  if header.needs_pillow or header.format == "webp":
+    with filesystems.open_read(path) as f, \
+        Image.open(f, formats=["BMP" if header.needs_pillow else "WEBP"]) as image:
       return np.asarray(image.convert("RGBA" if channels == 4 else "RGB"))
-  if header.format == "webp":
-    with Image.open(path, formats=["WEBP"]) as image:
-      return np.asarray(image.convert("RGBA" if channels == 4 else "RGB"))
-  with open(path, "rb") as f:
-    data = tf.constant(f.read())
+  data = tf.constant(filesystems.read_bytes(path))
   if channels == 4:
     return ops.decode_any(data, 4).numpy()
   # Every format TensorFlow reads decodes to RGB, also GIF, BMP and CMYK JPEG.
@@ -499,7 +497,7 @@ def _decodable_sources(headers: dict, channels: int, reasons: dict) -> tuple[dic
       reasons[path] = f"cannot be transcoded: {e}"
       del headers[path], sources[path]
       continue
-    key = hashlib.sha1(os.path.abspath(path).encode()).hexdigest()
+    key = hashlib.sha1(filesystems.absolute(path).encode()).hexdigest()
     sources[path] = f"{_TRANSCODED_DIR}/{key}.png"
     tf.io.gfile.makedirs(_TRANSCODED_DIR)
     with tf.io.gfile.GFile(sources[path], "wb") as f:

@@ -3,7 +3,9 @@
 A second holder fails at once with a one-line message naming the first one's PID, instead
 of deleting or "continuing" its live work. The lock is an advisory `flock` on a small file
 holding the PID; the OS releases it when the process dies, so a killed run never leaves a
-stale lock. Local file systems only (on remote paths there is no lock).
+stale lock. Local file systems only: object stores (`gs://`, `s3://`) have no `flock`, and a
+marker file would outlive a killed run and block the next one for good, so on such a path
+there is no lock and a one-line warning says so.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+
+from absl import logging
 
 
 class FolderLockedError(OSError):
@@ -30,6 +34,8 @@ def exclusive(lock_path: str, busy: str):
     FolderLockedError: another live process holds it.
   """
   if "://" in lock_path:
+    logging.warning("No lock on %s (only local folders can be locked): make sure no other "
+                    "process does the same work there at the same time.", lock_path)
     yield
     return
   os.makedirs(os.path.dirname(os.path.abspath(lock_path)), exist_ok=True)

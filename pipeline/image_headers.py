@@ -17,6 +17,8 @@ from typing import BinaryIO, Optional, Union
 from PIL import Image
 from PIL import WebPImagePlugin  # noqa: F401  (opens WebP without loading every plugin)
 
+from petpipe.pipeline import filesystems
+
 # TensorFlow refuses to decode images of 2^29 bytes or more ("Image too large").
 MAX_DECODED_BYTES = 1 << 29
 
@@ -83,8 +85,9 @@ def bmp_needs_pillow(head: bytes) -> bool:
 
 
 def read_header(path: Union[str, os.PathLike]) -> ImageHeader:
-  """Reads the header of the image at `path`; raises `BadImageError` if it is not one."""
-  with open(path, "rb") as f:
+  """Reads the header of the image at `path` (on any file system TensorFlow knows); raises
+  `BadImageError` if it is not one."""
+  with filesystems.open_read(path) as f:
     head = f.read(34)
     if not head:
       raise BadImageError("empty file")
@@ -135,7 +138,7 @@ def jpeg_size(data: bytes) -> Optional[tuple[int, int]]:
 def _webp_header(path, head: bytes, size: int) -> ImageHeader:
   """WebP sizes sit in one of three chunk layouts; Pillow knows them all."""
   try:
-    with Image.open(path, formats=["WEBP"]) as image:
+    with filesystems.open_read(path) as f, Image.open(f, formats=["WEBP"]) as image:
       width, height = image.size
       components = 4 if image.mode in ("RGBA", "LA") else 3
   except Exception as e:  # Pillow raises many types for a bad header.

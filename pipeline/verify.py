@@ -23,6 +23,7 @@ import zipfile
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from petpipe.pipeline import filesystems
 from petpipe.pipeline import records
 
 _FRAMING_BYTES = 16  # length (8) + length CRC (4) + data CRC (4)
@@ -113,7 +114,7 @@ def _sha256(f) -> str:
 
 def changed_sources(dataset_dir: str, root: str) -> list[tuple[str, str]]:
   """(path, "changed" | "missing") for every stored file whose source under `root` (a folder or
-  a zip) is gone or no longer has the sha256 recorded at build time; [] when all match.
+  a zip, on any file system TensorFlow knows) is gone or no longer has the sha256 recorded at build time; [] when all match.
 
   Files are hashed in 1 MiB chunks. Raises FileNotFoundError if the dataset has no `files.jsonl`.
   """
@@ -123,10 +124,10 @@ def changed_sources(dataset_dir: str, root: str) -> list[tuple[str, str]]:
   with tf.io.gfile.GFile(listing) as f:
     rows = [json.loads(line) for line in f if line.strip()]
   problems = []
-  if os.path.isdir(root):
+  if filesystems.isdir(root):
     for row in rows:
       try:
-        with open(os.path.join(root, *row["path"].split("/")), "rb") as f:
+        with filesystems.open_read(os.path.join(root, *row["path"].split("/"))) as f:
           digest = _sha256(f)
       except OSError:
         problems.append((row["path"], "missing"))
@@ -134,7 +135,7 @@ def changed_sources(dataset_dir: str, root: str) -> list[tuple[str, str]]:
       if digest != row["sha256"]:
         problems.append((row["path"], "changed"))
     return problems
-  with zipfile.ZipFile(root) as zf:
+  with filesystems.open_read(root) as stream, zipfile.ZipFile(stream) as zf:
     names = {posixpath.normpath(n.replace("\\", "/")): n for n in zf.namelist() if not n.endswith("/")}
     # The class folders may sit under a top folder (PetImages/): the first stored path finds it.
     prefix = ""

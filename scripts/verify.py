@@ -9,18 +9,22 @@ from __future__ import annotations
 import os
 
 import click
+import tensorflow as tf
 
 from petpipe.pipeline import verify as verify_lib
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument("dataset_dir", type=click.Path(exists=True, file_okay=False))
+# Plain strings, checked through tf.io.gfile: either may be on gs://, s3:// or another file system.
+@click.argument("dataset_dir")
 @click.option("--split", "splits", multiple=True, help="Only these splits (default: all).")
-@click.option("--against", "against", type=click.Path(exists=True),
+@click.option("--against", "against",
               help="Also check that the source files (a folder or zip) still have the sha256 of the build.")
 def main(dataset_dir: str, splits: tuple[str, ...], against: str | None) -> None:
-  if not os.path.exists(os.path.join(dataset_dir, "dataset_info.json")):
+  if not tf.io.gfile.exists(os.path.join(dataset_dir, "dataset_info.json")):
     raise click.ClickException(f"{dataset_dir} is not a built dataset folder: it has no dataset_info.json")
+  if against and not tf.io.gfile.exists(against):
+    raise click.ClickException(f"--against {against} does not exist")
   try:
     verify_lib.check_sizes(dataset_dir, splits or None)
     reports = verify_lib.verify(dataset_dir, splits or None)

@@ -1,0 +1,169 @@
+"""Paths on any file system TensorFlow knows: local, `gs://`, `s3://` (with its plugin), `ram://`.
+
+A path with a scheme (`xx://`) goes through `tf.io.gfile`; a local path keeps Python's own
+calls, which gfile would weaken: `os.walk(followlinks=...)`, `realpath` for the symlink
+check, and nanosecond modification times (gfile's local `stat` rounds them to seconds).
+gfile's errors (`tf.errors.OpError`, not `OSError`) become `OSError`s here, so callers catch
+one kind of error whatever the path.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import errno
+import os
+import posixpath
+from typing import Iterator, Optional, Sequence, Union
+
+import tensorflow as tf
+
+PathLike = Union[str, os.PathLike]
+
+
+def is_local(path: PathLike) -> bool:
+  """True for a plain path; False for `gs://...`, `s3://...`, `ram://...` and other schemes."""
+  return "://" not in os.fspath(path)
+
+
+def absolute(path: PathLike) -> str:
+  """An absolute local path, or a remote one as given (without a trailing slash)."""
+  path = os.fspath(path)
+  if is_local(path):
+    return os.path.abspath(path)
+  return path.rstrip("/") if not path.endswith("://") else path
+
+
+def as_os_error(e: tf.errors.OpError, path: PathLike) -> OSError:
+  """A gfile error as the `OSError` a local call would have raised."""
+  message = (e.message or "").strip().splitlines()
+  if isinstance(e, tf.errors.NotFoundError):
+    return FileNotFoundError(errno.ENOENT, message[0] if message else "No such file or directory",
+                             os.fspath(path))
+  if isinstance(e, tf.errors.PermissionDeniedError):
+    return PermissionError(errno.EACCES, message[0] if message else "Permission denied",
+                           os.fspath(path))
+  return OSError(errno.EIO, message[0] if message else type(e).__name__, os.fspath(path))
+
+
+class _Reader:
+  """A binary gfile stream (read, seek, tell) whose errors are `OSError`s."""
+
+  def __init__(self, path: str):
+    self._path = path
+    self._f = tf.io.gfile.GFile(path, "rb")
+
+  def _call(self, method, *args):
+    try:
+      return getattr(self._f, method)(*args)
+    except tf.errors.OpError as e:
+      raise as_os_error(e, self._path) from None
+
+  def read(self, n: int = -1) -> bytes:
+    return self._call("read", n)
+
+  def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+    self._call("seek", offset, whence)
+    return self.tell()
+
+  def tell(self) -> int:
+    return self._call("tell")
+
+  def seekable(self) -> bool:
+    return True
+
+  def readable(self) -> bool:
+    return True
+
+  def close(self) -> None:
+    self._f.close()
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, *exc):
+    self.close()
+
+
+def open_read(path: PathLike):
+  """A seekable binary stream of the file (zipfile and Pillow read these)."""
+  path = os.fspath(path)
+  if is_local(path):
+    return open(path, "rb")
+  reader = _Reader(path)
+  reader.tell()  # gfile opens lazily: a missing file fails here, as `open` would
+  reader.read(0)
+  return reader
+
+
+def read_bytes(path: PathLike) -> bytes:
+  with open_read(path) as f:
+    return f.read()
+
+
+def stat(path: PathLike) -> tuple[int, int]:
+  """(size in bytes, modification time in ns; 0 where the file system keeps none)."""
+  path = os.fspath(path)
+  if is_local(path):
+    st = os.stat(path)
+    return st.st_size, st.st_mtime_ns
+  try:
+    st = tf.io.gfile.stat(path)
+  except tf.errors.OpError as e:
+    raise as_os_error(e, path) from None
+  return st.length, st.mtime_nsec
+
+
+_REMOTE_THREADS = 16  # a remote stat is a network round trip: overlap them
+
+
+def stats(paths: Sequence[str]) -> list[Optional[tuple[int, int]]]:
+  """`stat` of each path, None where it fails; remote ones in parallel threads."""
+
+  def one(path):
+    try:
+      return stat(path)
+    except OSError:
+      return None
+
+  if not any(not is_local(p) for p in paths):
+    return [one(p) for p in paths]
+  with concurrent.futures.ThreadPoolExecutor(_REMOTE_THREADS) as pool:
+    return list(pool.map(one, paths))
+
+
+def isdir(path: PathLike) -> bool:
+  path = os.fspath(path)
+  return os.path.isdir(path) if is_local(path) else tf.io.gfile.isdir(path)
+
+
+def subdirectories(path: PathLike) -> list[str]:
+  """Unsorted names of the folders directly in `path`."""
+  path = os.fspath(path)
+  if is_local(path):
+    return [e.name for e in os.scandir(path) if e.is_dir()]
+  try:
+    names = [n.rstrip("/") for n in tf.io.gfile.listdir(path)]
+  except tf.errors.OpError as e:
+    raise as_os_error(e, path) from None
+  return [n for n in names if tf.io.gfile.isdir(f"{path.rstrip('/')}/{n}")]
+
+
+def walk(top: PathLike, follow_links: bool = False) -> Iterator[tuple[str, list[str], list[str]]]:
+  """`os.walk` (top-down: sorting `dirnames` in place orders the walk); remote file systems
+  have no symlinks to follow."""
+  top = os.fspath(top)
+  if is_local(top):
+    yield from os.walk(top, followlinks=follow_links)
+    return
+  for dirpath, dirnames, filenames in tf.io.gfile.walk(top):
+    dirnames[:] = [d.rstrip("/") for d in dirnames]
+    yield dirpath.rstrip("/"), dirnames, filenames
+
+
+def normpath(path: PathLike) -> str:
+  """`os.path.normpath`, keeping a remote path's `scheme://` (normpath would fold its `//`)."""
+  path = os.fspath(path)
+  if is_local(path):
+    return os.path.normpath(path)
+  scheme, rest = path.split("://", 1)
+  return f"{scheme}://{posixpath.normpath(rest) if rest else ''}"
