@@ -36,8 +36,9 @@ import numpy as np
 import tensorflow as tf
 
 from petpipe.models import determinism
+from petpipe.models import preprocessing
 
-MIXING = ("mixup", "cutmix")
+MIXING = preprocessing.MIXING_AUGMENTATIONS
 MIXUP_ALPHA = 0.2
 CUTMIX_ALPHA = 1.0
 # Jöhnk's sampler below draws candidates until one is accepted; this many misses in a row
