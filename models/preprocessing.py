@@ -34,12 +34,16 @@ def image_input(input_shape: Sequence[int]) -> keras.KerasTensor:
   return keras.Input(shape=check_input_shape(input_shape), name="image")
 
 
-# The augmentations a model can apply to its input, by name (`--augment`), all Keras 3
-# layers active only in training. Under `jit_compile` (XLA) Keras compiles "flip" and
-# "contrast"; "rotate", "zoom", "crop" and "randaugment" hold image transforms Keras marks
-# as not XLA-compatible, and a model with them trains without XLA (see README).
-XLA_AUGMENTATIONS = ("flip", "contrast")
-AUGMENTATIONS = ("flip", "rotate", "zoom", "crop", "contrast", "randaugment")
+# The augmentations a model can apply to its input, by name (`--augment`). The image ones
+# are Keras 3 random layers at the start of the model, active only in training; "mixup"
+# and "cutmix" mix labels too, so they run in the training step (`models.mixing`, added
+# by `models.build`). Under `jit_compile` (XLA) Keras compiles "flip", "contrast", "mixup"
+# and "cutmix"; "rotate", "zoom", "crop" and "randaugment" hold image transforms Keras
+# marks as not XLA-compatible, and a model with them trains without XLA (see README).
+IMAGE_AUGMENTATIONS = ("flip", "rotate", "zoom", "crop", "contrast", "randaugment")
+MIXING_AUGMENTATIONS = ("mixup", "cutmix")
+AUGMENTATIONS = IMAGE_AUGMENTATIONS + MIXING_AUGMENTATIONS
+XLA_AUGMENTATIONS = ("flip", "contrast", "mixup", "cutmix")
 DEFAULT_AUGMENTATION = ("flip", "rotate")  # Keras's PetImages example
 
 
@@ -62,10 +66,15 @@ def augmentation(seed: Optional[int] = None, augment: Union[bool, Sequence[str]]
                  image_size: Optional[Tuple[int, int]] = None) -> list[layers.Layer]:
   """The random layers `augment` names, in a fixed order (geometry, then colour), active
   only in training. Pixels stay in [0, 255]; "crop" takes a random 90% crop and resizes it
-  back to `image_size` (needed for it)."""
+  back to `image_size` (needed for it). "mixup" and "cutmix" are no layers: a model
+  built by `petpipe.models.build` applies them in its training step."""
   names = augmentation_names(augment)
+  mixing = [n for n in names if n in MIXING_AUGMENTATIONS]
+  if mixing:
+    raise ValueError(f"{' and '.join(mixing)} mix labels too and are not layers: build the "
+                     f"model with petpipe.models.build. Received: augment={augment!r}")
   result = []
-  for name in AUGMENTATIONS:
+  for name in IMAGE_AUGMENTATIONS:
     if name not in names:
       continue
     if name == "flip":

@@ -3,7 +3,9 @@
 Every entry is `build(input_shape, num_classes, **options) -> keras.Model` and takes at
 least the options `augment`, `pixel_range` and `seed`. The model takes pixels in
 [0, 255] (uint8 or float), rescales and augments them itself, and ends in one sigmoid
-unit for two classes or a softmax for more.
+unit for two classes or a softmax for more. `build` adds "mixup" and "cutmix" (which mix
+labels, in the training step: `models.mixing`) around any of them, and passes the other
+augmentations on.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ from typing import Callable, Sequence
 import keras
 
 from petpipe.models import cnn
+from petpipe.models import mixing
 from petpipe.models import mlp
+from petpipe.models import preprocessing
 from petpipe.models import xception
 
 BuildFn = Callable[..., keras.Model]
@@ -46,5 +50,14 @@ def get(name: str) -> BuildFn:
 
 
 def build(name: str, input_shape: Sequence[int], num_classes: int, **options) -> keras.Model:
-  """Builds the model registered as `name`."""
-  return get(name)(input_shape, num_classes, **options)
+  """Builds the model registered as `name`; with "mixup" or "cutmix" in `augment`, a
+  `mixing.MixingModel` that mixes its training batches (seeded by `seed`)."""
+  build_fn = get(name)
+  mixes = ()
+  if options.get("augment") is not None:
+    names = preprocessing.augmentation_names(options["augment"])
+    mixes = tuple(n for n in names if n in preprocessing.MIXING_AUGMENTATIONS)
+    if mixes:
+      options["augment"] = tuple(n for n in names if n not in mixes) or False
+  model = build_fn(input_shape, num_classes, **options)
+  return mixing.MixingModel.of(model, mixes, options.get("seed")) if mixes else model

@@ -81,6 +81,9 @@ OUTPUTS = {
 class DemoSettings:
   """The embedded demo: synthetic PetImages, built and trained with no data given.
 
+  Sized to take ~30 s on 2 CPU cores, stopping while the model still learns (~80-90%
+  test accuracy, see README).
+
   Attributes:
     per_class: synthetic images per class (before the builder's validation).
     min_size: smallest image side of the synthetic files.
@@ -90,12 +93,12 @@ class DemoSettings:
     epochs: epochs the demo trains.
   """
 
-  per_class: int = 600
+  per_class: int = 400
   min_size: int = 64
   max_size: int = 160
   builder_config: str = "gray100"
   model: str = "cnn"
-  epochs: int = 5
+  epochs: int = 4
 
 
 DEMO = DemoSettings()
