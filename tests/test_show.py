@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from PIL import Image
-
 import tensorflow_datasets as tfds
 
 from petpipe import show
