@@ -157,6 +157,21 @@ def test_exact_copies_with_different_labels_are_skipped_as_in_folders(tmp_path):
       "duplicate_conflict")
 
 
+def test_a_pre_split_labelled_root_takes_each_split_from_the_first_folder(tmp_path):
+  root = str(tmp_path / "root")
+  _write_images(root, ["train/0.jpg", "train/1.jpg", "test/2.jpg", "test/3.jpg", "loose.jpg"])
+  (tmp_path / "root" / "labels.csv").write_text(_csv([
+      ("train/0.jpg", "x"), ("train/1.jpg", "y"), ("test/2.jpg", "x"), ("test/3.jpg", "y"), ("loose.jpg", "x")]))
+  builder = image_folder.Builder(config=FolderConfig(name="given", root=root, labels="labels.csv", balance="none"),
+                                 data_dir=str(tmp_path / "out"))
+  builder.download_and_prepare()
+  assert sorted(builder.info.splits) == ["test", "train"]
+  assert _labelled(builder, "train") == [("train/0.jpg", "x"), ("train/1.jpg", "y")]
+  assert _labelled(builder, "test") == [("test/2.jpg", "x"), ("test/3.jpg", "y")]
+  reasons = {r["path"]: r["reason"] for r in folder_builder.read_manifest(builder.data_dir)}
+  assert reasons["loose.jpg"] == "not in a split folder"
+
+
 # The parser's rules (shared by the builder and the loader) -----------------------------
 
 
