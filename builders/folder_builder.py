@@ -159,6 +159,7 @@ class FolderBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
             balance=config.balance == "undersample",
             make_example=self._example_fn(source),
             verdict_prefix=os.path.join(self.data_dir, beam_build.VERDICTS_DIR, split),
+            balance_present_only=bool(getattr(source, "split_folders", None)),
         )
         for split in splits_lib.SPLITS
         if split in by_split
