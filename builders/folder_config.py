@@ -11,6 +11,7 @@ from PIL import Image
 
 from petpipe.builders import splits as splits_lib
 from petpipe.builders import validation
+from petpipe.pipeline import label_files
 from petpipe.pipeline import schema
 
 BALANCE_MODES = ("undersample", "none")
@@ -45,8 +46,10 @@ def _check_types(config) -> None:
     fail("name", "letters, digits, '_', '-' or '.' (no path separators), not starting with '.' or '-'")
   if config.root is not None and not isinstance(config.root, str):
     fail("root", "a path string")
-  if config.labels is not None and not (isinstance(config.labels, str) and config.labels.lower().endswith((".csv", ".jsonl"))):
+  if config.labels is not None and not label_files.is_label_file(config.labels):
     fail("labels", "the path of a .csv or .jsonl label file")
+  if config.pre_split is not None and not isinstance(config.pre_split, bool):
+    fail("pre_split", "true, false or null")
   names = config.class_names
   if names is not None and (isinstance(names, str) or not isinstance(names, (list, tuple))
                             or not all(isinstance(n, str) and n for n in names)):
@@ -112,6 +115,8 @@ class FolderConfig(tfds.core.BuilderConfig):
     labels: a CSV or JSONL label file (columns `file_name`, relative to `root`,
       and `label`; a relative path is taken relative to `root`): labels come
       from it instead of folder names; files it does not name are ignored.
+    pre_split: whether the sub-folders of `root` are the splits; None (default)
+      decides by their names, False reads `train/`, `test/` as class folders.
   """
 
   root: Optional[str] = None
@@ -130,6 +135,7 @@ class FolderConfig(tfds.core.BuilderConfig):
   duplicates: str = "skip_conflicts"
   near_duplicates: bool = False
   labels: Optional[str] = None
+  pre_split: Optional[bool] = None
 
   def __post_init__(self):
     _check_types(self)

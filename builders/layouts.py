@@ -76,7 +76,11 @@ def detect(config, prefix: str, folders: Sequence[str], members: Optional[Sequen
   `folders` are the root's non-junk sub-folders (under `prefix` for a zip) and `members`
   a zip's clean member paths (None for a folder).
   """
-  split_folders = split_folders_of(folders)
+  pre_split = getattr(config, "pre_split", None)
+  split_folders = None if pre_split is False else split_folders_of(folders)
+  if pre_split and split_folders is None:
+    raise ValueError(f"pre_split is true but the sub-folders of {config.root} are not all split names "
+                     f"{sorted(SPLIT_FOLDERS)}. Received folders: {list(folders)}")
   labels = getattr(config, "labels", None)
   if labels:
     label_file, member = _read_label_file(config.root, labels, prefix, members)

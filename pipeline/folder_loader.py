@@ -346,7 +346,9 @@ def _from_cache(directory, cache_dir, image_paths, class_names, options, shuffle
       balance="none",
       split_percent=(100, 0, 0),
       follow_links=follow_links,
-      # As Keras: every class folder is a class, and every readable file is delivered.
+      # As Keras: every class folder is a class (`train/`, `test/` too), and every readable
+      # file is delivered.
+      pre_split=False,
       allow_empty_classes=True,
       duplicates="keep",
   )

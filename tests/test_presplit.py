@@ -14,6 +14,7 @@ from PIL import Image
 import pytest
 import tensorflow_datasets as tfds
 
+from petpipe import pipeline
 from petpipe.builders import folder_builder
 from petpipe.builders.folder_config import FolderConfig
 from petpipe.builders.image_folder import image_folder_dataset_builder as image_folder
@@ -166,3 +167,24 @@ def test_a_pre_split_root_on_beam_gives_the_local_build(root, tmp_path):
   assert _files(on_beam) == _files(local)
   assert on_beam.info.metadata["card"]["counts_after_balancing"] == local.info.metadata["card"][
       "counts_after_balancing"]
+
+
+def test_pre_split_false_reads_split_folders_as_classes(root, tmp_path):
+  builder = _build(root, tmp_path, "as_classes", pre_split=False, balance="none", split_percent=[100, 0, 0])
+  assert builder.info.features["label"].names == ["test", "train", "val"]
+  assert "Using the splits given" not in builder.printed
+
+
+def test_pre_split_true_without_split_folders_is_an_error_naming_them(root, tmp_path):
+  with pytest.raises(ValueError, match=r"pre_split is true but .* Received folders: \['a', 'b', 'c'\]"):
+    _build(os.path.join(root, "train"), tmp_path, "not_split", pre_split=True)
+
+
+def test_the_folder_loaders_cache_keeps_keras_classes_for_split_named_folders(root, tmp_path):
+  folder = tmp_path / "keras"
+  shutil.copytree(root, folder, ignore=shutil.ignore_patterns("__MACOSX"))
+  ds = pipeline.image_dataset_from_directory(str(folder), image_size=(16, 16), cache_dir=str(tmp_path / "cache"),
+                                             verbose=False)
+  assert ds.class_names == ["test", "train", "val"]
+  # + test/a/copy.png and train/loose.png, which a class folder "train" holds.
+  assert len(ds.file_paths) == sum(sum(c.values()) for c in COUNTS.values()) + 2
