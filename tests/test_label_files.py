@@ -83,7 +83,7 @@ def test_files_not_in_the_label_file_are_ignored_in_the_manifest(built):
       (other, "not in labels file")]
 
 
-def test_the_label_files_are_never_image_candidates(built):
+def test_the_label_file_in_use_is_never_an_image_candidate(built):
   # The other label file of the fixture is an unlisted file like any other; the one in use is not listed.
   paths = {r["path"] for r in folder_builder.read_manifest(built.data_dir)}
   assert built.builder_config.labels not in paths

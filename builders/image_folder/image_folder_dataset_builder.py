@@ -10,10 +10,9 @@ labels come from a CSV/JSONL label file (`"labels": "metadata.csv"`): see `layou
 from __future__ import annotations
 
 
+from absl import logging
 from etils import epath
 import tensorflow as tf
-
-from absl import logging
 
 from petpipe.builders import folder_builder
 from petpipe.builders import layouts
@@ -31,8 +30,8 @@ def _layout(config) -> tuple[str, list[str]]:
 
 def _special_layout(config):
   """The pre-split or label-file layout of the root, or None for plain class folders."""
-  if config.root is None:
-    return None
+  if config.root is None or not tf.io.gfile.exists(config.root):
+    return None  # a missing root fails where plain class folders fail
   prefix, found = _layout(config)
   members = None
   if not tf.io.gfile.isdir(config.root):
