@@ -38,11 +38,12 @@ def split_folders_of(folders: Sequence[str]) -> Optional[dict]:
   Raises:
     ValueError: two folders name one split (`val` and `validation`).
   """
-  if not folders or not all(f in SPLIT_FOLDERS for f in folders):
+  # Any case: Kaggle ships `Train/` and `Test/`.
+  if not folders or not all(f.lower() in SPLIT_FOLDERS for f in folders):
     return None
   by_split = {}
   for folder in sorted(folders):
-    split = SPLIT_FOLDERS[folder]
+    split = SPLIT_FOLDERS[folder.lower()]
     if split in by_split:
       raise ValueError(f"Folders {by_split[split]!r} and {folder!r} both hold the {split} split; "
                        "keep one.")
@@ -246,10 +247,11 @@ class LabelFileSource(_Wrapped):
   def candidates(self) -> list[sources_lib.Candidate]:
     found = [sources_lib.Candidate(path, "", _is_image_name(path), skip_reason=reason)
              for path, reason in self.refused]
+    classes = frozenset(self.class_names)
     for path in self.names:
       if path == self.label_member:
         continue
-      reason = self.label_file.reason_left_out(path, self.class_names)
+      reason = self.label_file.reason_left_out(path, classes)
       if not reason and self.split_folders is not None and path.split("/")[0] not in self.split_folders:
         reason = NOT_IN_SPLIT_FOLDER
       if reason:

@@ -263,7 +263,7 @@ def _index_label_file(directory, label_file: str, class_names, shuffle, seed, fo
   for path in found:
     rel = os.path.relpath(path, directory).replace(os.sep, "/")
     present.add(rel)
-    reason = parsed.reason_left_out(rel, names)
+    reason = parsed.reason_left_out(rel, index)
     if reason:
       left_out[path] = reason
     else:

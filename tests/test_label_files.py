@@ -172,6 +172,19 @@ def test_a_pre_split_labelled_root_takes_each_split_from_the_first_folder(tmp_pa
   assert reasons["loose.jpg"] == "not in a split folder"
 
 
+@pytest.mark.slow
+def test_a_labelled_root_on_beam_gives_the_local_build(labelled_root, tmp_path):
+  beam = pytest.importorskip("apache_beam")
+  local = _build(labelled_root, tmp_path / "local", "beam_check", labels="metadata.csv", split_percent=None)
+  config = FolderConfig(name="beam_check", root=labelled_root, labels="metadata.csv", balance="none")
+  on_beam = image_folder.Builder(config=config, data_dir=str(tmp_path / "beam"))
+  options = beam.options.pipeline_options.PipelineOptions(["--runner=DirectRunner"])
+  on_beam.download_and_prepare(download_config=tfds.download.DownloadConfig(beam_options=options))
+  assert {s: _labelled(on_beam, s) for s in on_beam.info.splits} == {
+      s: _labelled(local, s) for s in local.info.splits}
+  assert folder_builder.read_manifest(on_beam.data_dir) == folder_builder.read_manifest(local.data_dir)
+
+
 # The parser's rules (shared by the builder and the loader) -----------------------------
 
 

@@ -129,6 +129,17 @@ def test_val_and_validation_folders_together_is_an_error(tmp_path):
     _build(str(tmp_path / "root"), tmp_path / "out", "twice")
 
 
+def test_split_folder_names_match_in_any_case(tmp_path):
+  rng = np.random.default_rng(1)
+  for folder in ("Train", "Test"):
+    os.makedirs(tmp_path / "root" / folder / "a")
+    for i in range(2):
+      Image.fromarray(rng.integers(0, 255, (16, 16, 3), np.uint8)).save(tmp_path / "root" / folder / "a" / f"{i}.png")
+  builder = _build(str(tmp_path / "root"), tmp_path / "out", "cased", balance="none")
+  assert sorted(builder.info.splits) == ["test", "train"]
+  assert builder.info.metadata["card"]["splits_given"] == {"train": "Train/", "test": "Test/"}
+
+
 def test_a_root_with_any_other_folder_is_read_as_class_folders(root, tmp_path):
   mixed = tmp_path / "mixed"
   shutil.copytree(os.path.join(root, "train"), mixed / "train")
