@@ -119,8 +119,11 @@ def _read_label_file(root: str, labels: str, prefix: str, members) -> tuple:
     return label_files.parse(data, f"{root}:{prefix}{member}"), member
   path = label_files.resolve(labels, root)
   parsed = label_files.read(path)
-  if members is not None or "://" in path:
+  if members is not None:
     return parsed, ""
+  if "://" in path:
+    top = root.rstrip("/") + "/"
+    return parsed, path[len(top):] if path.startswith(top) else ""
   rel = os.path.relpath(os.path.abspath(path), os.path.abspath(root))
   inside = rel != ".." and not rel.startswith(".." + os.sep)
   return parsed, rel.replace(os.sep, "/") if inside else ""
