@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import shutil
 import zipfile
@@ -199,3 +200,11 @@ def test_the_folder_loaders_cache_keeps_keras_classes_for_split_named_folders(ro
   assert ds.class_names == ["test", "train", "val"]
   # + test/a/copy.png and train/loose.png, which a class folder "train" holds.
   assert len(ds.file_paths) == sum(sum(c.values()) for c in COUNTS.values()) + 2
+
+
+def test_json_config_takes_labels_and_pre_split_and_names_wrong_types():
+  config = image_folder.Builder.builder_config_cls(
+      **json.loads('{"name": "x", "root": "/data", "labels": "metadata.jsonl", "pre_split": false}'))
+  assert config.labels == "metadata.jsonl" and config.pre_split is False and config.split_percent is None
+  with pytest.raises(ValueError, match="pre_split must be true, false or null. Received: pre_split='no'"):
+    image_folder.Builder.builder_config_cls(name="x", root="/data", pre_split="no")
