@@ -42,10 +42,11 @@ def _labelled(v: validation.Verdict, label_of_dir: dict, label_index: dict):
   return label_index[label_of_dir[v.class_dir]], v
 
 
-def _keep_balanced(group, counts: dict, labels: Sequence[int]):
-  """The same choice as `splits.balance`: the smallest salted path hashes."""
+def _keep_balanced(group, counts: dict, labels: Sequence[int], present_only: bool = False):
+  """The same choice as `splits.balance`: the smallest salted path hashes. `present_only`:
+  among the classes this split has (given splits may lack a class)."""
   label, verdicts = group
-  target = min(counts.get(l, 0) for l in labels)
+  target = min(counts.values()) if present_only else min(counts.get(l, 0) for l in labels)
   ranked = sorted(verdicts, key=lambda v: (splits_lib.stable_fraction(v.path, "balance"), v.path))
   for v in ranked[:target]:
     yield label, v
@@ -67,6 +68,7 @@ def split_examples(
     balance: bool,
     make_example: Callable,
     verdict_prefix: str,
+    balance_present_only: bool = False,
 ):
   """PTransform: candidates of one split → (key, example) pairs."""
   verdicts = (
@@ -91,7 +93,8 @@ def split_examples(
         usable
         | "GroupByClass" >> beam.GroupByKey()
         | "KeepBalanced" >> beam.FlatMap(
-            _keep_balanced, counts=beam.pvalue.AsDict(counts), labels=sorted(set(label_index.values()))
+            _keep_balanced, counts=beam.pvalue.AsDict(counts), labels=sorted(set(label_index.values())),
+            present_only=balance_present_only,
         )
     )
   return usable | "Swap" >> beam.Map(_swap) | "Encode" >> beam.Map(_checked_example, make_example=make_example)

@@ -6,6 +6,7 @@ last lines of the build log.
 
 from __future__ import annotations
 
+import bisect
 import collections
 import statistics
 from typing import Sequence
@@ -21,6 +22,30 @@ def _stats(values: Sequence[int]) -> dict:
   if not values:
     return {}
   return {"min": min(values), "median": statistics.median(values), "max": max(values)}
+
+
+# Bin edges (px) of the longest-side histogram: about two bins per doubling.
+SIZE_EDGES = (0, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048, 3072,
+              4096, 6144, 8192)
+
+
+def size_histogram(sides: Sequence[int]) -> dict:
+  """Counts of `sides` per bin: counts[i] holds edges[i] <= side < edges[i + 1] (the last bin
+  is open-ended)."""
+  counts = [0] * len(SIZE_EDGES)
+  for side in sides:
+    counts[bisect.bisect_right(SIZE_EDGES, side) - 1] += 1
+  return {"edges": list(SIZE_EDGES), "counts": counts}
+
+
+def histogram_bins(histogram: dict) -> dict:
+  """{"lo-hi": count} of a `size_histogram`, without the empty bins at either end."""
+  edges, counts = histogram.get("edges", []), histogram.get("counts", [])
+  used = [i for i, c in enumerate(counts) if c]
+  if not used:
+    return {}
+  labels = [f"{lo}-{hi - 1}" for lo, hi in zip(edges, edges[1:])] + [f"{edges[-1]}+"]
+  return {labels[i]: counts[i] for i in range(used[0], used[-1] + 1)}
 
 
 def make_card(verdicts, before: dict, after: dict, balanced_out: int, config) -> dict:
@@ -41,12 +66,14 @@ def make_card(verdicts, before: dict, after: dict, balanced_out: int, config) ->
       "balanced_out": balanced_out,
       "image_width": _stats([v.width for v in usable]),
       "image_height": _stats([v.height for v in usable]),
+      # From the validated headers of the usable files (before resizing or balancing).
+      "longest_side_histogram": size_histogram([max(v.width, v.height) for v in usable]),
       "storage": {
           "encoding": config.encoding,
           "image_size": config.image_size,
           "channels": config.channels,
           "balance": config.balance,
-          "split_percent": list(config.split_percent),
+          "split_percent": list(getattr(config, "percentages", config.split_percent)),
       },
   }
 
@@ -66,6 +93,16 @@ def summary(card: dict, data_dir: str) -> str:
   if dup and dup["groups"]:
     lines.append(f"  exact duplicates: {dup['groups']} group(s) of {dup['files_in_groups']} files, "
                  f"{dup['conflicting_groups']} with conflicting labels ({dup['mode']})")
+  if dup and dup.get("groups_across_given_splits"):
+    lines.append(f"  duplicate groups across the given splits (kept where they are): "
+                 f"{dup['groups_across_given_splits']}")
+  if card.get("splits_given"):
+    lines.append(f"  splits as given by the folders: {card['splits_given']} (split_percent not used)")
+  labels = card.get("labels_file")
+  if labels:
+    lines.append(f"  labels from {labels['path']}: {labels['rows']} rows, {labels['missing_files']} "
+                 f"without a file (status 'missing' in the manifest), extra columns "
+                 f"{labels['extra_columns'] or 'none'}")
   if card.get("ignored_folders"):
     lines.append(f"  ignored folders (never classes): {card['ignored_folders']}")
   lines.append(f"  manifest of every file not stored as is: {data_dir}/manifest.jsonl")

@@ -18,6 +18,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from petpipe.builders import card as card_lib
+from petpipe.builders import layouts
 from petpipe.builders import sources as sources_lib
 from petpipe.builders import splits as splits_lib
 from petpipe.builders import stable_records
@@ -69,7 +70,7 @@ class FolderBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     if self._on_beam:
       return self._beam_split_generators(source, label_of_dir, label)
     verdicts = _validated(source, config.limits)
-    by_split = self._plan_and_record(verdicts, label_of_dir, _ignored_folders(source))
+    by_split = self._plan_and_record(verdicts, label_of_dir, _ignored_folders(source), source)
     self._written = collections.defaultdict(list)  # split -> (verdict, label) stored
     self._changed = []  # (split, verdict, label): bytes differ from the validated ones
     return {
@@ -80,13 +81,18 @@ class FolderBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         for split, per_class in by_split.items()
     }
 
-  def _plan_and_record(self, verdicts, label_of_dir, ignored_folders=()) -> dict:
-    """Splits and balances usable files; writes the manifest and the card."""
+  def _plan_and_record(self, verdicts, label_of_dir, ignored_folders=(), source=None) -> dict:
+    """Splits and balances usable files; writes the manifest and the card.
+
+    A pre-split source (`split_folders`) gives each file's split; a labelled source lists
+    the names its label file gives without a file (`missing_files`).
+    """
     config = self.builder_config
     names = self._label_names()
     verdicts, split_key, duplicates = _resolve_duplicates(
         verdicts, label_of_dir, getattr(config, "duplicates", "keep"), apply=not self._on_beam)
     usable = [v for v in verdicts if v.usable and v.class_dir in label_of_dir]
+    given = bool(getattr(source, "split_folders", None))
     if not usable:
       raise ValueError(f"No usable images: {len(verdicts)} files found, none decodable.")
     found = collections.Counter(label_of_dir[v.class_dir] for v in usable)
@@ -99,7 +105,7 @@ class FolderBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     by_split = splits_lib.group(
         usable,
         # Exact duplicates share their group's key (its first path): one split together.
-        lambda v: splits_lib.split_of(split_key.get(v.path, v.path), config.split_percent),
+        lambda v: layouts.split_of_path(source, v.path, config.percentages, split_key.get(v.path)),
         lambda v: label_of_dir[v.class_dir],
     )
     before = _counts(by_split, names)
@@ -108,16 +114,25 @@ class FolderBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
       # Classes allowed to be empty take no part: they would cut every class to 0.
       present = [n for n in names if found[n]]
       for split in by_split:
-        by_split[split], out = splits_lib.balance(by_split[split], lambda v: v.path, present)
+        # Given splits may lack a class: balance among the classes that split has.
+        in_split = [n for n in present if by_split[split].get(n)] if given else present
+        by_split[split], out = splits_lib.balance(by_split[split], lambda v: v.path, in_split)
         dropped += [v for vs in out.values() for v in vs]
     not_kept = [v for v in verdicts if v.status != validation.KEPT]
-    _write_manifest(os.path.join(self.data_dir, MANIFEST), not_kept, dropped, ignored_folders)
+    missing = list(getattr(source, "missing_files", list)())
+    _write_manifest(os.path.join(self.data_dir, MANIFEST), not_kept, dropped, ignored_folders, missing)
     self.info.metadata["card"] = card_lib.make_card(
         verdicts, before, _counts(by_split, names), len(dropped), config
     )
     self.info.metadata["card"]["ignored_folders"] = list(ignored_folders)
     self.info.metadata["card"]["duplicates"] = dict(
         duplicates, near_duplicates=bool(getattr(config, "near_duplicates", False)))
+    self.info.metadata["card"].update(getattr(source, "card_entries", dict)())
+    if given:
+      # Copies across given splits stay where the folders put them: reported, never moved.
+      self.info.metadata["card"]["duplicates"]["groups_across_given_splits"] = (
+          layouts.groups_across_splits(verdicts, source, label_of_dir))
+      self.info.metadata["card"]["storage"]["split_percent"] = None
     return {
         split: by_split[split]
         for split in splits_lib.SPLITS
@@ -134,7 +149,7 @@ class FolderBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
       raise ValueError(f"No image files found in {source}.")
     by_split = {}
     for cand in candidates:
-      by_split.setdefault(splits_lib.split_of(cand.path, config.split_percent), []).append(cand)
+      by_split.setdefault(layouts.split_of_path(source, cand.path, config.percentages), []).append(cand)
     return {
         split: beam_build.split_examples(
             by_split[split],
@@ -145,6 +160,7 @@ class FolderBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
             balance=config.balance == "undersample",
             make_example=self._example_fn(source),
             verdict_prefix=os.path.join(self.data_dir, beam_build.VERDICTS_DIR, split),
+            balance_present_only=bool(getattr(source, "split_folders", None)),
         )
         for split in splits_lib.SPLITS
         if split in by_split
@@ -235,7 +251,8 @@ class FolderBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
       from petpipe.builders import beam_build  # Beam builds only: it imports apache_beam.
 
       source, label_of_dir = self._source(dl_manager)
-      self._plan_and_record(beam_build.read_verdicts(self.data_dir), label_of_dir, _ignored_folders(source))
+      self._plan_and_record(beam_build.read_verdicts(self.data_dir), label_of_dir, _ignored_folders(source),
+                            source)
     return result
 
   def download_and_prepare(self, *args, **kwargs):
@@ -360,9 +377,10 @@ def _ignored_folders(source) -> list[str]:
   return list(getattr(source, "ignored_folders", lambda: [])())
 
 
-def _write_manifest(path: str, not_kept: list, dropped: list, ignored_folders=()) -> None:
+def _write_manifest(path: str, not_kept: list, dropped: list, ignored_folders=(), missing=()) -> None:
   """Every file not stored as is: skipped, ignored, transcoded, repaired, balanced out;
-  and every junk folder (`__MACOSX/`) that is never a class."""
+  every junk folder (`__MACOSX/`) that is never a class; every name a label file gives
+  without a file (status "missing")."""
   rows = [
       {"path": f"{name}/", "status": "ignored", "reason": "junk folder: never a class",
        "size_bytes": 0, "sha256": ""}
@@ -377,6 +395,11 @@ def _write_manifest(path: str, not_kept: list, dropped: list, ignored_folders=()
           "sha256": v.sha256,
       }
       for v in not_kept
+  ]
+  rows += [
+      {"path": name, "status": "missing", "reason": "named in the labels file, no such file",
+       "size_bytes": 0, "sha256": ""}
+      for name in missing
   ]
   rows += [
       {

@@ -11,11 +11,13 @@ from PIL import Image
 
 from petpipe.builders import splits as splits_lib
 from petpipe.builders import validation
+from petpipe.pipeline import label_files
 from petpipe.pipeline import schema
 
 BALANCE_MODES = ("undersample", "none")
 DUPLICATE_MODES = ("skip_conflicts", "keep", "drop")
 DEFAULT_MAX_FILE_BYTES = 64 * 2**20
+DEFAULT_SPLIT_PERCENT = (80.0, 10.0, 10.0)
 # A config name is one folder name under --data_dir: no separators, no "." or "..".
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 
@@ -44,6 +46,10 @@ def _check_types(config) -> None:
     fail("name", "letters, digits, '_', '-' or '.' (no path separators), not starting with '.' or '-'")
   if config.root is not None and not isinstance(config.root, str):
     fail("root", "a path string")
+  if config.labels is not None and not label_files.is_label_file(config.labels):
+    fail("labels", "the path of a .csv or .jsonl label file")
+  if config.pre_split is not None and not isinstance(config.pre_split, bool):
+    fail("pre_split", "true, false or null")
   names = config.class_names
   if names is not None and (isinstance(names, str) or not isinstance(names, (list, tuple))
                             or not all(isinstance(n, str) and n for n in names)):
@@ -63,7 +69,9 @@ def _check_types(config) -> None:
     if not isinstance(getattr(config, name), str):
       fail(name, "a string")
   split = config.split_percent
-  if isinstance(split, dict):
+  if split is None:
+    pass
+  elif isinstance(split, dict):
     if not all(k in splits_lib.SPLITS and _is_number(v) for k, v in split.items()):
       fail("split_percent", f"numbers keyed by {splits_lib.SPLITS}")
   elif isinstance(split, str) or not isinstance(split, (list, tuple)) or not all(_is_number(p) for p in split):
@@ -90,7 +98,9 @@ class FolderConfig(tfds.core.BuilderConfig):
     jpeg_quality: quality of every JPEG this builder encodes.
     balance: "undersample" (every class cut to the smallest class's count, per
       split) or "none".
-    split_percent: (train, validation, test) percentages summing to 100.
+    split_percent: (train, validation, test) percentages summing to 100;
+      default (None) 80/10/10. Refused for a pre-split root (`root/train`,
+      `root/validation` or `val`/`valid`, `root/test`), whose folders are the splits.
     min_side: images with a smaller width or height are skipped.
     max_pixels: images whose header declares more pixels are skipped.
     follow_links: follow symlinked sub-folders.
@@ -102,6 +112,11 @@ class FolderConfig(tfds.core.BuilderConfig):
       always land in one split together: "skip_conflicts" (default: groups
       spanning several classes are skipped, others kept), "keep" (all kept,
       conflicts too) or "drop" (one file per group kept, conflicts skipped).
+    labels: a CSV or JSONL label file (columns `file_name`, relative to `root`,
+      and `label`; a relative path is taken relative to `root`): labels come
+      from it instead of folder names; files it does not name are ignored.
+    pre_split: whether the sub-folders of `root` are the splits; None (default)
+      decides by their names, False reads `train/`, `test/` as class folders.
   """
 
   root: Optional[str] = None
@@ -111,7 +126,7 @@ class FolderConfig(tfds.core.BuilderConfig):
   channels: int = 3
   jpeg_quality: int = 95
   balance: str = "undersample"
-  split_percent: Sequence[float] = (80, 10, 10)
+  split_percent: Optional[Sequence[float]] = None
   min_side: int = 8
   max_pixels: int = Image.MAX_IMAGE_PIXELS
   follow_links: bool = False
@@ -119,6 +134,8 @@ class FolderConfig(tfds.core.BuilderConfig):
   max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
   duplicates: str = "skip_conflicts"
   near_duplicates: bool = False
+  labels: Optional[str] = None
+  pre_split: Optional[bool] = None
 
   def __post_init__(self):
     _check_types(self)
@@ -126,8 +143,10 @@ class FolderConfig(tfds.core.BuilderConfig):
       self.class_names = tuple(self.class_names)
     if isinstance(self.split_percent, dict):
       self.split_percent = tuple(self.split_percent.get(s, 0) for s in splits_lib.SPLITS)
-    self.split_percent = tuple(float(p) for p in self.split_percent)
-    if len(self.split_percent) != 3 or min(self.split_percent) < 0 or abs(sum(self.split_percent) - 100) > 1e-6:
+    if self.split_percent is not None:
+      self.split_percent = tuple(float(p) for p in self.split_percent)
+    split = self.percentages
+    if len(split) != 3 or min(split) < 0 or abs(sum(split) - 100) > 1e-6:
       raise ValueError(
           "split_percent must be three non-negative (train, validation, test) "
           f"percentages summing to 100. Received: split_percent={self.split_percent}"
@@ -151,6 +170,11 @@ class FolderConfig(tfds.core.BuilderConfig):
           f"min_side={self.min_side}, max_pixels={self.max_pixels}, max_file_bytes={self.max_file_bytes}"
       )
     self.storage  # validates encoding, channels and raw size
+
+  @property
+  def percentages(self) -> tuple[float, float, float]:
+    """(train, validation, test) percentages: `split_percent`, or 80/10/10 when not given."""
+    return DEFAULT_SPLIT_PERCENT if self.split_percent is None else self.split_percent
 
   @property
   def storage(self) -> schema.ImageStorage:

@@ -17,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from petpipe.builders.card import histogram_bins
 from petpipe.models import plots
 from petpipe.pipeline import schema
 
@@ -56,12 +57,15 @@ def show(dataset_dir: str, out_dir: str = ".", split: str = "train", n: int = 16
     return grid, None
   card_path = f"{stem}_card.png"
   sizes = {side: card.get(f"image_{side}") or {} for side in ("width", "height")}
-  plots.bars([
+  panels = [
       ("examples per split and class", card.get("counts_after_balancing", {})),
       ("files skipped by reason", card.get("skipped_by_reason", {})),
       ("source image sizes (px)", {stat: {side: sizes[side].get(stat, 0) for side in sizes}
                                    for stat in ("min", "median", "max")}),
-  ], card_path, title=f"{info.name}/{info.config_name}: {card.get('files_found', '?')} files "
+  ]
+  if "longest_side_histogram" in card:  # cards of older builds have none
+    panels.append(("files by longest side (px)", histogram_bins(card["longest_side_histogram"])))
+  plots.bars(panels, card_path, title=f"{info.name}/{info.config_name}: {card.get('files_found', '?')} files "
                       f"found, status {card.get('status', {})}")
   return grid, card_path
 

@@ -32,6 +32,7 @@ from petpipe.pipeline import input_pipeline
 # Keras' private module), so that the same arguments index the same files in the same order
 # and fail with the same errors.
 from petpipe.pipeline import keras_folder_index
+from petpipe.pipeline import label_files
 from petpipe.pipeline import ops
 from petpipe.pipeline import reading
 from petpipe.pipeline import transform
@@ -86,6 +87,11 @@ def image_dataset_from_directory(
   with `interpolation` (through `pipeline.transform`, with JPEG DCT scaling off).
 
   Args:
+    labels: beyond Keras's "inferred", None or a list, the path of a CSV or JSONL label
+      file (columns `file_name`, relative to `directory`, and `label`; a relative path is
+      taken relative to `directory`). Class names are its sorted labels, or `class_names`.
+      Files it does not name (or whose label is not in `class_names`) are left out and
+      listed in `skip_reasons`; names without a file are in the datasets' `missing_files`.
     cache_dir: if given, the folder is converted once (image_folder builder, raw pixels at
       `image_size`, made by `pipeline.transform`'s policy: JPEGs decoded at a reduced DCT
       scale, plain bilinear resize) into `cache_dir`, and the shards are streamed
@@ -100,8 +106,13 @@ def image_dataset_from_directory(
       large photos, and smoother (less aliased) pixels that differ slightly from Keras.
       Not for `color_mode="rgba"` or `interpolation="nearest"`, which keep Keras's decode.
   """
+  # Beyond Keras: a label file path (`label_files`) names each file's label.
+  label_file = labels if label_files.is_label_file(labels) else None
+  if label_file is not None and cache_dir is not None:
+    raise ValueError('cache_dir needs labels="inferred" or None: the cache labels images by '
+                     f"subfolder. Received: labels={labels!r}")
   # Argument checks in Keras' order with Keras' messages.
-  if labels not in ("inferred", None):
+  if labels not in ("inferred", None) and label_file is None:
     if not isinstance(labels, (list, tuple)):
       raise ValueError(
           "`labels` argument should be a list/tuple of integer labels, "
@@ -165,16 +176,23 @@ def image_dataset_from_directory(
   labels_argument, user_seed = labels, seed
   if seed is None:
     seed = np.random.randint(1e6)
-  image_paths, labels, class_names = keras_folder_index.index_directory(
-      directory,
-      labels,
-      formats=ALLOWLIST_FORMATS,
-      class_names=class_names,
-      shuffle=shuffle,
-      seed=seed,
-      follow_links=follow_links,
-      verbose=verbose,
-  )
+  left_out, missing = {}, []
+  if label_file is not None:
+    image_paths, labels, class_names, left_out, missing = _index_label_file(
+        directory, label_file, class_names, shuffle, seed, follow_links, verbose)
+    if not label_mode:
+      labels = None
+  else:
+    image_paths, labels, class_names = keras_folder_index.index_directory(
+        directory,
+        labels,
+        formats=ALLOWLIST_FORMATS,
+        class_names=class_names,
+        shuffle=shuffle,
+        seed=seed,
+        follow_links=follow_links,
+        verbose=verbose,
+    )
   if label_mode == "binary" and len(class_names) != 2:
     raise ValueError(
         'When passing `label_mode="binary"`, there must be exactly 2 '
@@ -219,7 +237,53 @@ def image_dataset_from_directory(
                                   verbose=verbose))
   for dataset in datasets:
     dataset.class_names = class_names
+    if label_file is not None:
+      # Files the label file leaves out are listed with the files skipped as unreadable.
+      dataset.skip_reasons = {**left_out, **dataset.skip_reasons}
+      dataset.skipped_files = sorted(dataset.skip_reasons)
+      dataset.missing_files = missing
   return datasets if subset == "both" else datasets[0]
+
+
+def _index_label_file(directory, label_file: str, class_names, shuffle, seed, follow_links,
+                      verbose):
+  """(paths, int labels, class names, {path: reason} left out, names without a file) of the
+  image files under `directory` labelled by `label_file` (see `pipeline.label_files`).
+
+  Files are indexed as Keras indexes them for a list of labels (every allowed file below
+  `directory`, sorted, then shuffled with `seed`); those the label file does not name, or
+  names with a label outside `class_names`, are left out with that reason.
+  """
+  parsed = label_files.read(label_files.resolve(label_file, os.fspath(directory)))
+  names = parsed.class_names(class_names)
+  index = {name: i for i, name in enumerate(names)}
+  found, _, _ = keras_folder_index.index_directory(
+      directory, None, formats=ALLOWLIST_FORMATS, shuffle=False, follow_links=follow_links,
+      verbose=False)
+  paths, labels, left_out, present = [], [], {}, set()
+  for path in found:
+    rel = os.path.relpath(path, directory).replace(os.sep, "/")
+    present.add(rel)
+    reason = parsed.reason_left_out(rel, index)
+    if reason:
+      left_out[path] = reason
+    else:
+      paths.append(path)
+      labels.append(index[parsed.labels[rel]])
+  missing = [n for n in parsed.missing(present)
+             if not tf.io.gfile.exists(os.path.join(directory, *n.split("/")))]
+  if missing:
+    logging.warning("%d name(s) in %s have no file: %s", len(missing), parsed.path,
+                    ", ".join(missing[:_SKIPPED_SHOWN]))
+  if verbose:
+    print(f"Found {len(paths)} files belonging to {len(names)} classes "
+          f"({len(left_out)} left out by the labels file).")
+  labels = np.asarray(labels, np.int32)
+  if shuffle:
+    # As Keras shuffles: paths and labels with two generators of the same seed.
+    np.random.RandomState(seed).shuffle(paths)
+    np.random.RandomState(seed).shuffle(labels)
+  return paths, labels, names, left_out, missing
 
 
 @dataclasses.dataclass(frozen=True)
@@ -283,7 +347,9 @@ def _from_cache(directory, cache_dir, image_paths, class_names, options, shuffle
       balance="none",
       split_percent=(100, 0, 0),
       follow_links=follow_links,
-      # As Keras: every class folder is a class, and every readable file is delivered.
+      # As Keras: every class folder is a class (`train/`, `test/` too), and every readable
+      # file is delivered.
+      pre_split=False,
       allow_empty_classes=True,
       duplicates="keep",
   )

@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from PIL import Image
+import tensorflow_datasets as tfds
 
 from petpipe import show
+from petpipe.builders import card
 from petpipe.builders.folder_config import FolderConfig
 from petpipe.builders.image_folder import image_folder_dataset_builder as image_folder
 from petpipe.scripts import show as show_command
@@ -48,6 +50,26 @@ def test_show_draws_examples_of_every_storage_and_the_card(folder, tmp_path, enc
       pixels = np.asarray(picture.convert("L"))
     # Drawn, not blank: the figure holds more than its background.
     assert pixels.std() > 5, path
+
+
+def test_card_records_a_histogram_of_longest_sides_and_show_draws_it(folder, tmp_path):
+  dataset_dir = _build(folder, tmp_path / "data", "jpeg")
+  info = tfds.builder_from_directory(dataset_dir).info
+  histogram = info.metadata["card"]["longest_side_histogram"]
+  # The fixture's usable images are 20x24, 24x24 and 28x24 (the empty file is skipped).
+  assert sum(histogram["counts"]) == 6
+  assert card.histogram_bins(histogram) == {"24-31": 6}
+  _, path = show.show(dataset_dir, str(tmp_path / "pictures"), n=2)
+  with Image.open(path) as picture:
+    # Four panels of 5 inches at 100 dpi: counts, skip reasons, sizes and the histogram.
+    assert picture.size[0] == 4 * 500
+
+
+def test_histogram_bins_count_each_side_in_its_bin_and_trim_empty_ends():
+  histogram = card.size_histogram([15, 16, 23, 24, 100, 9000])
+  assert histogram["counts"][:3] == [1, 2, 1] and histogram["counts"][-1] == 1
+  assert card.histogram_bins(card.size_histogram([16, 40, 47])) == {"16-23": 1, "24-31": 0, "32-47": 2}
+  assert card.histogram_bins(card.size_histogram([])) == {}
 
 
 def test_show_of_an_unknown_split_or_folder_is_a_one_line_error(folder, tmp_path):
