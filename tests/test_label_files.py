@@ -16,6 +16,7 @@ from petpipe import pipeline
 from petpipe.builders import folder_builder
 from petpipe.builders.folder_config import FolderConfig
 from petpipe.builders.image_folder import image_folder_dataset_builder as image_folder
+from tests.test_cloud_paths import to_ram
 from petpipe.pipeline import folder_loader
 from petpipe.pipeline import label_files
 
@@ -280,3 +281,8 @@ def test_loader_label_file_conflict_is_an_error(tmp_path):
 def test_loader_label_file_refuses_cache_dir(labelled_root, tmp_path):
   with pytest.raises(ValueError, match="cache_dir needs labels=\"inferred\" or None"):
     pipeline.image_dataset_from_directory(labelled_root, labels="metadata.csv", cache_dir=str(tmp_path))
+
+
+def test_a_labelled_root_on_ram_gives_the_local_build(labelled_root, built, tmp_path):
+  remote = _build(to_ram(labelled_root), tmp_path, "ram_labelled", labels=built.builder_config.labels)
+  assert _labelled(remote) == _labelled(built)

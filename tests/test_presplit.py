@@ -19,6 +19,7 @@ from petpipe import pipeline
 from petpipe.builders import folder_builder
 from petpipe.builders.folder_config import FolderConfig
 from petpipe.builders.image_folder import image_folder_dataset_builder as image_folder
+from tests.test_cloud_paths import to_ram
 
 # split folder -> class -> number of images; "c" only in train.
 COUNTS = {"train": {"a": 4, "b": 3, "c": 2}, "val": {"a": 2, "b": 1}, "test": {"a": 1, "b": 2}}
@@ -208,3 +209,8 @@ def test_json_config_takes_labels_and_pre_split_and_names_wrong_types():
   assert config.labels == "metadata.jsonl" and config.pre_split is False and config.split_percent is None
   with pytest.raises(ValueError, match="pre_split must be true, false or null. Received: pre_split='no'"):
     image_folder.Builder.builder_config_cls(name="x", root="/data", pre_split="no")
+
+
+def test_a_pre_split_root_on_ram_gives_the_local_build(root, unbalanced, tmp_path):
+  remote = _build(to_ram(root), tmp_path, "ram_given_splits", balance="none")
+  assert _files(remote) == _files(unbalanced)
