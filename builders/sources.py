@@ -90,6 +90,8 @@ class FolderSource:
     self.root = os.path.abspath(root)
     self.class_dirs = tuple(class_dirs)
     self.follow_links = follow_links
+    # Resolved once: each realpath costs an lstat per path part, and every read checks it.
+    self._real_root = os.path.realpath(self.root)
 
   def __repr__(self) -> str:
     return f"FolderSource({self.root!r})"
@@ -124,7 +126,7 @@ class FolderSource:
   def _full(self, path: str) -> str:
     full = os.path.join(self.root, *path.split("/"))
     real = os.path.realpath(full)
-    if os.path.commonpath([real, os.path.realpath(self.root)]) != os.path.realpath(self.root):
+    if os.path.commonpath([real, self._real_root]) != self._real_root:
       raise PermissionError(f"symlink points outside the root: {path}")
     return full
 
