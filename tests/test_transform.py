@@ -185,6 +185,19 @@ def test_builder_raw_storage_is_the_rounded_transform(mode, channels):
   np.testing.assert_array_equal(stored, expected.numpy())
 
 
+def test_builder_jpeg_storage_shrinks_through_the_right_scale_decode():
+  # A jpeg256-style config: the longest side is brought to 64, decoded at 1/4 first.
+  data = photo_jpeg((300, 260))
+  verdict = validation.inspect(data, "cat/x.jpg", "cat", validation.Limits())
+  stored = storage_lib.encode(data, verdict, schema.ImageStorage("jpeg", 3), 64, 95)
+  size = (64, 55)
+  assert transform.ratio_for_size(300, 260, size) == 4
+  expected = tf.io.encode_jpeg(ops.normalize(
+      transform.transform_bytes(data, transform.Preprocessing(size, 3)), "none"),
+      quality=95, optimize_size=False)
+  assert stored == expected.numpy()
+
+
 def test_make_dataset_and_prediction_give_the_same_uint8_pixels_of_stored_jpegs(tmp_path):
   files = [photo_jpeg(size) for size in MIXED_SIZES]
   paths = []
