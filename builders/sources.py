@@ -93,6 +93,8 @@ class FolderSource:
     self.root = filesystems.absolute(root)
     self.class_dirs = tuple(class_dirs)
     self.follow_links = follow_links
+    # Resolved once: each realpath costs an lstat per path part, and every read checks it.
+    self._real_root = os.path.realpath(self.root)
 
   def __repr__(self) -> str:
     return f"FolderSource({self.root!r})"
@@ -133,7 +135,7 @@ class FolderSource:
     if not filesystems.is_local(full):
       return full  # no symlinks there; paths come from the listing
     real = os.path.realpath(full)
-    if os.path.commonpath([real, os.path.realpath(self.root)]) != os.path.realpath(self.root):
+    if os.path.commonpath([real, self._real_root]) != self._real_root:
       raise PermissionError(f"symlink points outside the root: {path}")
     return full
 

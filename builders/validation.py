@@ -336,11 +336,22 @@ def _streamed(source, cand: sources_lib.Candidate, status: str, reason: str) -> 
 
 def read_bounded(source, path: str, max_bytes: int) -> Optional[bytes]:
   """The file's bytes, or None if it has more than `max_bytes` (never read whole then)."""
-  if source.size(path) > max_bytes:
-    return None
   with source.open(path) as f:
+    # The open file's own size where it has one: a second path lookup (and symlink check)
+    # per file cost more than the read itself.
+    size = os.fstat(f.fileno()).st_size if _has_fileno(f) else source.size(path)
+    if size > max_bytes:
+      return None
     data = f.read(max_bytes + 1)
   return None if len(data) > max_bytes else data
+
+
+def _has_fileno(f) -> bool:
+  try:
+    f.fileno()
+    return True
+  except (AttributeError, OSError, io.UnsupportedOperation):
+    return False
 
 
 def _check(source, cand: sources_lib.Candidate, limits: Limits) -> Verdict:

@@ -131,13 +131,28 @@ def jpeg_ratio(encoded: tf.Tensor, size: Sequence[int], fit: str = "stretch") ->
 
 
 def _ratio_index(height: tf.Tensor, width: tf.Tensor, size: Sequence[int], fit: str) -> tf.Tensor:
-  """Index into JPEG_RATIOS of the largest scale covering `size` (after `fit`), in graph ops."""
+  """Index into JPEG_RATIOS of the largest scale covering `size` (after `fit`), in graph ops.
+
+  ceil(h / r) >= s holds exactly when r <= (h - 1) // (s - 1): one division per side and a
+  table lookup, a dozen scalar ops per image instead of a comparison per ratio (each graph
+  op costs microseconds per image inside tf.data).
+  """
   height, width = _needed_size(height, width, size, fit)
-  index = tf.constant(0, tf.int32)
-  for i, r in enumerate(JPEG_RATIOS[1:], start=1):
-    fits = ((height + r - 1) // r >= size[0]) & ((width + r - 1) // r >= size[1])
-    index = tf.where(fits, tf.constant(i, tf.int32), index)
-  return index
+  largest = tf.minimum(_largest_ratio(height, size[0]), _largest_ratio(width, size[1]))
+  return tf.gather(_INDEX_OF_LARGEST_RATIO, tf.clip_by_value(largest, 0, JPEG_RATIOS[-1]))
+
+
+# Index into JPEG_RATIOS of the largest ratio <= k, for k = 0..8 (0: the image is smaller
+# than the target, decoded at full size).
+_INDEX_OF_LARGEST_RATIO = tuple(
+    max(i for i, r in enumerate(JPEG_RATIOS) if r <= max(k, 1)) for k in range(JPEG_RATIOS[-1] + 1))
+
+
+def _largest_ratio(side: tf.Tensor, target: int) -> tf.Tensor:
+  """The largest integer r with ceil(side / r) >= target (any r when target is 1)."""
+  if target <= 1:
+    return tf.constant(JPEG_RATIOS[-1], tf.int32)
+  return (side - 1) // (target - 1)
 
 
 def _needed_size(height: tf.Tensor, width: tf.Tensor, size: Sequence[int], fit: str):
@@ -172,8 +187,9 @@ def decode_jpeg(
   index = _ratio_index(shape[0], shape[1], size, fit) if size is not None else tf.constant(0)
   branches = [(lambda r=r: ops.decode_jpeg(encoded, channels, r)) for r in ratios]
   if channels == 1:
+    # libjpeg cannot make one channel of CMYK: those decode to RGB, then take luma.
     branches += [(lambda r=r: _cmyk_to_gray(encoded, r)) for r in ratios]
-    index += len(ratios) * tf.cast(tf.equal(shape[2], _CMYK_COMPONENTS), tf.int32)
+    index += tf.where(tf.equal(shape[2], _CMYK_COMPONENTS), len(ratios), 0)
   image = tf.switch_case(index, branches)
   image.set_shape([None, None, channels])
   return image

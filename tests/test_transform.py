@@ -185,6 +185,19 @@ def test_builder_raw_storage_is_the_rounded_transform(mode, channels):
   np.testing.assert_array_equal(stored, expected.numpy())
 
 
+def test_builder_jpeg_storage_shrinks_through_the_right_scale_decode():
+  # A jpeg256-style config: the longest side is brought to 64, decoded at 1/4 first.
+  data = photo_jpeg((300, 260))
+  verdict = validation.inspect(data, "cat/x.jpg", "cat", validation.Limits())
+  stored = storage_lib.encode(data, verdict, schema.ImageStorage("jpeg", 3), 64, 95)
+  size = (64, 55)
+  assert transform.ratio_for_size(300, 260, size) == 4
+  expected = tf.io.encode_jpeg(ops.normalize(
+      transform.transform_bytes(data, transform.Preprocessing(size, 3)), "none"),
+      quality=95, optimize_size=False)
+  assert stored == expected.numpy()
+
+
 def test_make_dataset_and_prediction_give_the_same_uint8_pixels_of_stored_jpegs(tmp_path):
   files = [photo_jpeg(size) for size in MIXED_SIZES]
   paths = []
@@ -206,3 +219,76 @@ def test_make_dataset_and_prediction_give_the_same_uint8_pixels_of_stored_jpegs(
   predicted = np.stack([prediction.load_image(p, preprocessing) for p in paths])
   assert images.dtype == tf.uint8 and predicted.dtype == np.uint8
   np.testing.assert_array_equal(images.numpy(), predicted)
+
+
+def photo_crop_jpeg(size, seed: int) -> bytes:
+  """A random crop of the photo, flipped or not, colour-shifted, resized to `size`:
+  natural-image content of any size."""
+  rng = np.random.default_rng(seed)
+  with photo() as image:
+    w, h = image.size
+    cw, ch = int(rng.integers(w // 3, w)), int(rng.integers(h // 3, h))
+    x, y = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
+    crop = image.convert("RGB").crop((x, y, x + cw, y + ch)).resize((size[1], size[0]),
+                                                                     Image.BILINEAR)
+  if rng.random() < 0.5:
+    crop = crop.transpose(Image.FLIP_LEFT_RIGHT)
+  pixels = np.clip(np.asarray(crop, np.float32) * rng.uniform(0.8, 1.2, 3), 0, 255)
+  buffer = io.BytesIO()
+  Image.fromarray(pixels.astype(np.uint8)).save(buffer, "JPEG", quality=int(rng.integers(75, 95)))
+  return buffer.getvalue()
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_dct_halving_of_natural_crops_stays_within_2_of_a_full_decode_with_the_same_resize(seed):
+  # At exactly twice the target the full-size route's bilinear step is a fair 2x2 average.
+  target = (80, 96)
+  data = photo_crop_jpeg((160, 192), seed)
+  assert transform.ratio_for_size(160, 192, target) == 2
+  for channels in (1, 3):
+    scaled = transform.transform_bytes(data, transform.Preprocessing(target, channels))
+    full = transform.transform_bytes(
+        data, transform.Preprocessing(target, channels, jpeg_dct_scaling=False))
+    assert mean_abs_error(scaled, full) <= 2.0
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_dct_scaled_decode_of_natural_crops_is_no_further_from_the_ideal_than_a_full_decode(seed):
+  # Beyond 2x the full-size route's bilinear step skips pixels; the ideal is the full decode
+  # with an antialiased resize, which costs about twice the decode (see README).
+  for size in MIXED_SIZES:
+    data = photo_crop_jpeg(size, seed)
+    ideal = tf.image.resize(tf.io.decode_jpeg(data, channels=1), TARGET, antialias=True)
+    scaled = transform.transform_bytes(data, transform.Preprocessing(TARGET, 1))
+    full = transform.transform_bytes(
+        data, transform.Preprocessing(TARGET, 1, jpeg_dct_scaling=False))
+    assert mean_abs_error(scaled, ideal) <= mean_abs_error(full, ideal) + 0.5
+
+
+def test_make_dataset_decodes_each_image_of_mixed_size_shards_at_its_own_scale(tmp_path):
+  sizes = list(MIXED_SIZES) * 2  # ratios 1, 2, 4, 8 and 4, in both shards
+  files = [photo_crop_jpeg(size, seed) for seed, size in enumerate(sizes)]
+  assert {transform.ratio_for_size(*size, TARGET) for size in sizes} == set(transform.JPEG_RATIOS)
+  shards = [str(tmp_path / f"data.tfrecord-0000{i}-of-00002") for i in range(2)]
+  for i, shard in enumerate(shards):
+    with tf.io.TFRecordWriter(shard) as writer:
+      for data in files[i * len(MIXED_SIZES):(i + 1) * len(MIXED_SIZES)]:
+        writer.write(tf.train.Example(features=tf.train.Features(feature={
+            schema.IMAGE: tf.train.Feature(bytes_list=tf.train.BytesList(value=[data])),
+            schema.LABEL: tf.train.Feature(int64_list=tf.train.Int64List(value=[0])),
+        })).SerializeToString())
+  config = PipelineConfig(image_size=TARGET, channels=3, batch_size=len(files),
+                          normalize="none", deterministic=True)
+  images, _ = next(iter(make_dataset(shards, schema.ImageStorage("jpeg", 3), config,
+                                     training=False)))
+  # Read in parallel, deterministically: one record of each shard in turn.
+  n = len(MIXED_SIZES)
+  files = [files[k + i * n] for k in range(n) for i in range(2)]
+  preprocessing = transform.Preprocessing(TARGET, 3)
+  per_image = [ops.normalize(transform.transform_bytes(data, preprocessing), "none").numpy()
+               for data in files]
+  np.testing.assert_array_equal(images.numpy(), np.stack(per_image))
+  # One scale for all (the first image's, full size) would have given other pixels.
+  one_scale = [ops.normalize(transform.resize(ops.decode_jpeg(data, 3, 1), TARGET), "none")
+               for data in files]
+  assert any(not np.array_equal(a, b) for a, b in zip(per_image, one_scale))
