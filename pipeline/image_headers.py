@@ -9,7 +9,6 @@ would crash on them; only files that look cut off need a real decode to be sure.
 from __future__ import annotations
 
 import dataclasses
-import io
 import os
 import struct
 from typing import BinaryIO, Optional, Union
@@ -28,6 +27,8 @@ _PNG_CHANNELS = {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}
 _JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 _JPEG_LOSSLESS = frozenset({0xC3, 0xC7, 0xCB, 0xCF})
 _TAIL_BYTES = 64
+# Bytes read at once from a file's start: most JPEGs whole, any header but a large EXIF's.
+_HEAD_BYTES = 1 << 16
 
 
 class BadImageError(ValueError):
@@ -88,15 +89,21 @@ def read_header(path: Union[str, os.PathLike]) -> ImageHeader:
   """Reads the header of the image at `path` (on any file system TensorFlow knows); raises
   `BadImageError` if it is not one."""
   with filesystems.open_read(path) as f:
-    head = f.read(34)
-    if not head:
+    # One read holds a typical file whole, or its header: parsing bytes in memory is what
+    # makes checking every file before the first epoch cheap (~3x fewer Python calls).
+    start = f.read(_HEAD_BYTES)
+    if not start:
       raise BadImageError("empty file")
+    head = start[:34]
     size = f.seek(0, os.SEEK_END)
-    f.seek(max(0, size - _TAIL_BYTES))
-    tail = f.read()
+    if size <= len(start):
+      tail = start[-_TAIL_BYTES:]
+    else:
+      f.seek(max(0, size - _TAIL_BYTES))
+      tail = f.read()
     fmt = sniff_format(head)
     if fmt == "jpeg":
-      height, width, components = _jpeg_frame(f)
+      height, width, components = _jpeg_frame(start, f)
       return ImageHeader("jpeg", height, width, components, b"\xff\xd9" in tail)
   if fmt == "png":
     if head[12:16] != b"IHDR" or len(head) < 26:
@@ -129,7 +136,7 @@ def jpeg_size(data: bytes) -> Optional[tuple[int, int]]:
   if not data.startswith(b"\xff\xd8\xff"):
     return None
   try:
-    height, width, _ = _jpeg_frame(io.BytesIO(data))
+    height, width, _ = _jpeg_frame(data)
   except BadImageError:
     return None
   return height, width
@@ -147,34 +154,44 @@ def _webp_header(path, head: bytes, size: int) -> ImageHeader:
   return _checked(ImageHeader("webp", height, width, components, size >= declared + 8))
 
 
-def _jpeg_frame(f: BinaryIO) -> tuple[int, int, int]:
-  """Walks the JPEG markers from the start to the frame header: (height, width, components)."""
-  f.seek(2)
+def _jpeg_frame(data: bytes, f: Optional[BinaryIO] = None) -> tuple[int, int, int]:
+  """Walks the JPEG markers from the start to the frame header: (height, width, components).
+
+  `data` is the file's start; when the markers run past it (a large EXIF segment), more is
+  read from `f`, if given.
+  """
+
+  def need(end: int) -> bytes:
+    nonlocal data
+    if end > len(data) and f is not None:
+      f.seek(len(data))
+      data += f.read(max(end - len(data), _HEAD_BYTES))
+    return data
+
+  pos = 2
   while True:
-    byte = f.read(1)
-    if not byte:
+    if pos >= len(need(pos + 1)):
       raise BadImageError("JPEG cut off before the frame header")
-    if byte != b"\xff":
+    if data[pos] != 0xFF:
       raise BadImageError("JPEG header is corrupt: no marker where one must be")
-    marker = f.read(1)
-    while marker == b"\xff":  # Fill bytes may pad a marker.
-      marker = f.read(1)
-    if not marker:
+    pos += 1
+    while pos < len(need(pos + 1)) and data[pos] == 0xFF:  # Fill bytes may pad a marker.
+      pos += 1
+    if pos >= len(data):
       raise BadImageError("JPEG cut off before the frame header")
-    code = marker[0]
+    code = data[pos]
+    pos += 1
     if code == 0x01 or 0xD0 <= code <= 0xD8:  # Markers without a length.
       continue
     if code in (0xD9, 0xDA):
       raise BadImageError("JPEG without a frame header before its image data")
-    length_bytes = f.read(2)
-    if len(length_bytes) < 2:
+    if pos + 2 > len(need(pos + 2)):
       raise BadImageError("JPEG cut off in its header")
-    length, = struct.unpack(">H", length_bytes)
+    length, = struct.unpack_from(">H", data, pos)
     if code in _JPEG_SOF:
-      frame = f.read(6)
-      if len(frame) < 6:
+      if pos + 8 > len(need(pos + 8)):
         raise BadImageError("JPEG cut off in its frame header")
-      _, height, width, components = struct.unpack(">BHHB", frame)
+      _, height, width, components = struct.unpack_from(">BHHB", data, pos + 2)
       header = _checked(ImageHeader("jpeg", height, width, components, True))
       if components not in (1, 3, 4):
         raise BadImageError(f"JPEG with {components} colour components")
@@ -183,7 +200,7 @@ def _jpeg_frame(f: BinaryIO) -> tuple[int, int, int]:
       return header.height, header.width, header.components
     if length < 2:
       raise BadImageError("JPEG header is corrupt")
-    f.seek(length - 2, os.SEEK_CUR)
+    pos += length
 
 
 def _checked(header: ImageHeader) -> ImageHeader:
