@@ -6,6 +6,8 @@ conversion and resize that the input pipeline and prediction apply too.
 
 from __future__ import annotations
 
+import functools
+import threading
 from typing import Optional
 
 import tensorflow as tf
@@ -75,9 +77,44 @@ def encode(
     size = tuple(storage.size)
   elif max_side is not None and max(verdict.width, verdict.height) > max_side:
     size = _fit_within(verdict.height, verdict.width, max_side)
+  if storage.is_raw and _graph_decodable(verdict):
+    return _raw_pixels(tuple(size), storage.channels, _ENCODINGS[verdict.format])(
+        tf.constant(data)).numpy()
   image = decode(data, verdict, storage.channels, size)
   if size is not None:
     image = ops.normalize(transform.resize(image, size), "none")
   if storage.is_raw:
     return image.numpy()
   return _encode(image, storage.encoding, jpeg_quality)
+
+
+# The graph entry of the one transform takes JPEGs as "jpeg" and the formats
+# `tf.io.decode_image` reads as "png".
+_ENCODINGS = {"JPEG": "jpeg", "PNG": "png", "GIF": "png", "BMP": "png"}
+_TRACE_LOCK = threading.Lock()
+
+
+def _graph_decodable(verdict: validation.Verdict) -> bool:
+  """Files whose pixels `transform.transform_encoded` makes exactly as `decode` does: all but
+  the ones libjpeg warns on (decoded quietly) and the ones only Pillow reads."""
+  return (verdict.format in _ENCODINGS and verdict.status != validation.REPAIRED
+          and not verdict.reason.startswith(validation.PILLOW_DECODED))
+
+
+def _raw_pixels(size: tuple[int, int], channels: int, encoding: str):
+  """One compiled call per image (the transform's graph entry, rounded to uint8) instead of
+  a dozen eager ops, each holding the GIL: raw builds encode about twice as fast."""
+  with _TRACE_LOCK:  # traced once per storage, not once per thread
+    return _traced(size, channels, encoding)
+
+
+@functools.lru_cache(maxsize=None)
+def _traced(size: tuple[int, int], channels: int, encoding: str):
+  preprocessing = transform.Preprocessing(size, channels)
+
+  @tf.function(input_signature=[tf.TensorSpec([], tf.string)], autograph=False)
+  def pixels(encoded):
+    return ops.normalize(transform.transform_encoded(encoded, preprocessing, encoding), "none")
+
+  pixels.get_concrete_function()
+  return pixels
