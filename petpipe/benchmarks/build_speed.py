@@ -33,6 +33,8 @@ import tempfile
 import time
 from typing import Callable, Optional, Sequence
 
+from petpipe.benchmarks import goals as goals_lib
+
 _MODULE = "petpipe.benchmarks.build_speed"
 
 BUILDS = ("floor", "tfds_recipe", "original", "gray100")
@@ -156,14 +158,7 @@ def sample_folder(manual: str, images: int, min_size: int, max_size: int,
 
 
 def add_ratios(results: dict) -> list:
-  goals = []
-  for build, reference, target in GOALS:
-    ratio = None
-    if build in results and reference in results:
-      ratio = results[build]["files_per_s"] / results[reference]["files_per_s"]
-    goals.append({"goal": f"{build} >= {target}x {reference}", "value": ratio,
-                  "met": None if ratio is None else ratio >= target})
-  return goals
+  return goals_lib.ratio_goals(results, GOALS, "files_per_s")
 
 
 def plot(results: dict, path: str, files: int) -> None:

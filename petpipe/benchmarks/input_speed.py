@@ -66,6 +66,8 @@ import sys
 import time
 from typing import Callable, Optional, Sequence
 
+from petpipe.benchmarks import goals as goals_lib
+
 _MODULE = "petpipe.benchmarks.input_speed"
 
 PICTURE_SETS = ("generated", "natural")
@@ -596,13 +598,7 @@ def add_ratios(results: dict) -> dict:
       other = results.get(f"{set_name}/{reference}")
       if other:
         result["ratios"][reference] = result["images_per_s"] / other["images_per_s"]
-  goals = []
-  for loader, reference, target in GOALS:
-    ratio = None
-    if loader in results and reference in results:
-      ratio = results[loader]["images_per_s"] / results[reference]["images_per_s"]
-    goals.append({"goal": f"{loader} >= {target}x {reference}", "value": ratio,
-                  "met": None if ratio is None else ratio >= target})
+  goals = goals_lib.ratio_goals(results, GOALS, "images_per_s")
   for loader, seconds in FIRST_BATCH_GOALS:
     value = results[loader]["best_first_batch_seconds"] if loader in results else None
     goals.append({"goal": f"{loader} first batch <= {seconds} s", "value": value,
