@@ -28,6 +28,7 @@ from PIL import Image
 import tensorflow as tf
 
 from petpipe.models import head
+from petpipe.pipeline import filesystems
 from petpipe.pipeline import image_headers
 from petpipe.pipeline import ops
 from petpipe.pipeline import transform
@@ -68,8 +69,8 @@ def image_files(paths: Iterable[str]) -> Iterator[str]:
   """The files given, with each folder replaced by the image files under it (sorted)."""
   for path in paths:
     path = os.fspath(path)
-    if os.path.isdir(path):
-      for root, dirs, files in os.walk(path):
+    if filesystems.isdir(path):
+      for root, dirs, files in filesystems.walk(path):
         dirs.sort()
         for name in sorted(files):
           if name.lower().endswith(IMAGE_EXTENSIONS):
@@ -81,8 +82,7 @@ def image_files(paths: Iterable[str]) -> Iterator[str]:
 def load_image(path: str, preprocessing: transform.Preprocessing) -> np.ndarray:
   """`path` as the model's uint8 input (height, width, channels); raises `UnreadableImage`."""
   try:
-    with open(path, "rb") as f:
-      data = f.read()
+    data = filesystems.read_bytes(path)
   except OSError as e:
     raise UnreadableImage(e.strerror or str(e)) from None
   if not data:
@@ -116,13 +116,12 @@ def read_classes(model_path: str, classes_path: Optional[str] = None) -> Optiona
     ValueError: the file is not a JSON object.
   """
   path = classes_path or os.path.join(os.path.dirname(os.fspath(model_path)), CLASSES_FILE)
-  if not os.path.exists(path):
+  if not tf.io.gfile.exists(path):
     if classes_path:
       raise FileNotFoundError(2, f"{classes_path} does not exist.", classes_path)
     return None
   try:
-    with open(path) as f:
-      classes = json.load(f)
+    classes = json.loads(filesystems.read_bytes(path))
   except (OSError, ValueError) as e:
     raise ValueError(f"cannot read {path}: {e}") from None
   if not isinstance(classes, dict):

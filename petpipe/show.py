@@ -46,7 +46,7 @@ def show(dataset_dir: str, out_dir: str = ".", split: str = "train", n: int = 16
     images.append(np.asarray(example[schema.IMAGE]))
     filename = example[schema.FILENAME].decode()
     titles.append(f"{names[int(example[schema.LABEL])]}\n{_shorten(filename)}")
-  os.makedirs(out_dir, exist_ok=True)
+  tf.io.gfile.makedirs(out_dir)
   stem = os.path.join(out_dir, f"{info.name}_{info.config_name or 'default'}")
   grid = f"{stem}_{split}.png"
   plots.image_grid(images, titles, grid, columns=columns,

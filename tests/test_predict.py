@@ -20,6 +20,7 @@ from petpipe.models import head
 from petpipe.pipeline import ops
 from petpipe.pipeline import transform
 from petpipe.scripts import predict
+from tests.test_cloud_paths import to_ram
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIZE = 16
@@ -260,3 +261,15 @@ def test_predict_gives_the_probabilities_of_evaluating_the_test_split(tmp_path):
   assert [r.error for r in results] == [None] * len(names)
   np.testing.assert_allclose([r.probability for r in results], evaluated.max(axis=-1),
                              rtol=0, atol=1e-6)
+
+
+def test_files_and_folders_on_ram_get_the_predictions_of_the_local_ones(model_dir, images):
+  model = os.path.join(model_dir, "model.keras")
+  names = ("cat.jpg", "dog.png", "cat-cmyk.jpg", "empty.jpg", "folder")
+  local = list(prediction.predict_files(model, [images[n] for n in names]))
+  remote_root = to_ram(os.path.dirname(images["cat.jpg"]))
+  remote = list(prediction.predict_files(model, [images[n].replace(
+      os.path.dirname(images["cat.jpg"]), remote_root) for n in names]))
+  assert [p.path.rsplit("/", 1)[-1] for p in remote] == [p.path.rsplit("/", 1)[-1] for p in local]
+  assert [(p.label, p.probability, p.error) for p in remote] == [
+      (p.label, p.probability, p.error) for p in local]

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import os
+import uuid
 
 import numpy as np
 import pytest
+import tensorflow as tf
 from click.testing import CliRunner
 from PIL import Image
 import tensorflow_datasets as tfds
@@ -80,3 +83,13 @@ def test_show_of_an_unknown_split_or_folder_is_a_one_line_error(folder, tmp_path
   assert result.exit_code == 1
   assert result.output.strip().startswith("Error:") and len(result.output.strip().splitlines()) == 1
   assert "is not a built dataset folder" in result.output
+
+
+def test_show_writes_its_pictures_to_a_ram_folder(folder, tmp_path):
+  dataset_dir = _build(folder, tmp_path / "data", "raw")
+  out = f"ram://{uuid.uuid4().hex}/pictures"
+  grid, card_path = show.show(dataset_dir, out, n=2)
+  for path in (grid, card_path):
+    assert path.startswith(out)
+    with tf.io.gfile.GFile(path, "rb") as f, Image.open(io.BytesIO(f.read())) as picture:
+      assert picture.format == "PNG"
