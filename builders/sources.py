@@ -10,7 +10,6 @@ import dataclasses
 import hashlib
 import os
 import posixpath
-import re
 import struct
 import threading
 import zipfile
@@ -315,7 +314,7 @@ def member_table(names: Iterable[str], prefix: str = "") -> MemberTable:
     if name.endswith("/"):
       continue
     norm = posixpath.normpath(name)
-    if name.startswith("/") or norm == ".." or norm.startswith("../") or re.match(r"^[A-Za-z]:", name):
+    if filesystems.escapes_root(name):
       rejected.append((raw, "unsafe_path: member name escapes the archive root"))
       continue
     if not norm.startswith(prefix):

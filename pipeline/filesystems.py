@@ -13,6 +13,7 @@ import concurrent.futures
 import errno
 import os
 import posixpath
+import re
 from typing import Iterator, Optional, Sequence, Union
 
 import tensorflow as tf
@@ -167,3 +168,11 @@ def normpath(path: PathLike) -> str:
     return os.path.normpath(path)
   scheme, rest = path.split("://", 1)
   return f"{scheme}://{posixpath.normpath(rest) if rest else ''}"
+
+
+def escapes_root(name: str) -> bool:
+  """Whether a relative name (forward slashes) points outside its root: absolute, a drive
+  (`C:`), or up through `..` (zip members and label-file rows are refused for it)."""
+  norm = posixpath.normpath(name)
+  return (name.startswith("/") or norm == ".." or norm.startswith("../")
+          or re.match(r"^[A-Za-z]:", name) is not None)

@@ -18,6 +18,8 @@ from typing import Optional, Sequence
 
 import tensorflow as tf
 
+from petpipe.pipeline import filesystems
+
 FILE_NAME = "file_name"
 LABEL = "label"
 EXTENSIONS = (".csv", ".jsonl")
@@ -113,7 +115,7 @@ def _clean_name(file_name, name: str, line: int) -> str:
     raise ValueError(f"labels file {name} line {line}: file_name must be a non-empty path. "
                      f"Received: file_name={file_name!r}")
   clean = posixpath.normpath(file_name.strip().replace("\\", "/"))
-  if clean.startswith("/") or clean == ".." or clean.startswith("../") or (len(clean) > 1 and clean[1] == ":"):
+  if filesystems.escapes_root(clean):
     raise ValueError(f"labels file {name} line {line}: file_name must be relative to the root. "
                      f"Received: file_name={file_name!r}")
   return clean
