@@ -15,10 +15,9 @@ import os
 from typing import Callable, Sequence
 
 import tensorflow as tf
-from tensorflow_datasets.core.utils.lazy_imports_utils import apache_beam as beam
-
 from petpipe.builders import splits as splits_lib
-from petpipe.builders import validation
+from petpipe.builders.tfds_compat import beam
+from petpipe.images import validation
 
 VERDICTS_DIR = "beam_verdicts"
 

@@ -11,7 +11,7 @@ import collections
 import statistics
 from typing import Sequence
 
-from petpipe.builders import validation
+from petpipe.images import validation
 
 
 def _reason_kind(reason: str) -> str:
@@ -46,6 +46,14 @@ def histogram_bins(histogram: dict) -> dict:
     return {}
   labels = [f"{lo}-{hi - 1}" for lo, hi in zip(edges, edges[1:])] + [f"{edges[-1]}+"]
   return {labels[i]: counts[i] for i in range(used[0], used[-1] + 1)}
+
+
+def ignored_by_reason(verdicts, ignored_folders) -> dict:
+  """Counts of files and folders listed as ignored, by reason kind: `not an image file name`,
+  `junk`, `not in a class folder`, `folder not in class_names`, `symlink_loop`, ..."""
+  kinds = [_reason_kind(v.reason) for v in verdicts if v.status == validation.IGNORED]
+  kinds += [_reason_kind(reason) for _, reason in ignored_folders]
+  return dict(sorted(collections.Counter(kinds).items()))
 
 
 def make_card(verdicts, before: dict, after: dict, balanced_out: int, config) -> dict:
@@ -104,6 +112,8 @@ def summary(card: dict, data_dir: str) -> str:
                  f"without a file (status 'missing' in the manifest), extra columns "
                  f"{labels['extra_columns'] or 'none'}")
   if card.get("ignored_folders"):
-    lines.append(f"  ignored folders (never classes): {card['ignored_folders']}")
+    lines.append(f"  folders not read: {card['ignored_folders']}")
+  if card.get("ignored_by_reason"):
+    lines.append(f"  ignored by reason: {card['ignored_by_reason']}")
   lines.append(f"  manifest of every file not stored as is: {data_dir}/manifest.jsonl")
   return "\n".join(lines)

@@ -19,13 +19,13 @@ import tensorflow_datasets as tfds
 
 from petpipe.builders import card as card_lib
 from petpipe.builders import layouts
-from petpipe.builders import sources as sources_lib
 from petpipe.builders import splits as splits_lib
 from petpipe.builders import stable_records
 from petpipe.builders import storage as storage_lib
-from petpipe.builders import validation
+from petpipe.builders import verdict_store
 from petpipe.builders.folder_config import FolderConfig, storage_configs  # noqa: F401  (re-exported)
-from petpipe.pipeline import filesystems
+from petpipe.images import filesystems
+from petpipe.images import validation
 from petpipe.pipeline import folder_lock
 from petpipe.pipeline import schema
 from petpipe.pipeline import verify as verify_lib
@@ -63,14 +63,16 @@ class FolderBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     )
 
   def _split_generators(self, dl_manager):
-    config = self.builder_config
     source, label_of_dir = self._source(dl_manager)
     names = self._label_names()
     label = {n: i for i, n in enumerate(names)}
+    listing = source.listing()
+    if not any(c.is_image for c in listing.candidates):
+      raise ValueError(f"No image files found in {source}.")
     if self._on_beam:
-      return self._beam_split_generators(source, label_of_dir, label)
-    verdicts = _validated(source, config.limits)
-    by_split = self._plan_and_record(verdicts, label_of_dir, _ignored_folders(source), source)
+      return self._beam_split_generators(source, listing.candidates, label_of_dir, label)
+    verdicts = self._validated(source, listing.candidates)
+    by_split = self._plan_and_record(verdicts, label_of_dir, listing.ignored_folders, source)
     self._written = collections.defaultdict(list)  # split -> (verdict, label) stored
     self._changed = []  # (split, verdict, label): bytes differ from the validated ones
     return {
@@ -80,6 +82,17 @@ class FolderBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         )
         for split, per_class in by_split.items()
     }
+
+  def _validated(self, source, candidates) -> list[validation.Verdict]:
+    """Every candidate's verdict: validated here, or reused from another config's build of the
+    same unchanged source (`tfds build` builds each config in turn)."""
+    limits = self.builder_config.limits
+    key = verdict_store.key(source, candidates, limits)
+    verdicts = verdict_store.find(os.path.dirname(os.path.dirname(self.data_path)), key)
+    if verdicts is None:
+      verdicts = validation.validate(source, candidates, limits)
+    verdict_store.write(self.data_dir, key, verdicts)
+    return verdicts
 
   def _plan_and_record(self, verdicts, label_of_dir, ignored_folders=(), source=None) -> dict:
     """Splits and balances usable files; writes the manifest and the card.
@@ -124,7 +137,9 @@ class FolderBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     self.info.metadata["card"] = card_lib.make_card(
         verdicts, before, _counts(by_split, names), len(dropped), config
     )
-    self.info.metadata["card"]["ignored_folders"] = list(ignored_folders)
+    self.info.metadata["card"]["ignored_folders"] = [path.rstrip("/") for path, _ in ignored_folders]
+    self.info.metadata["card"]["ignored_by_reason"] = card_lib.ignored_by_reason(
+        verdicts, ignored_folders)
     self.info.metadata["card"]["duplicates"] = dict(
         duplicates, near_duplicates=bool(getattr(config, "near_duplicates", False)))
     self.info.metadata["card"].update(getattr(source, "card_entries", dict)())
@@ -139,14 +154,11 @@ class FolderBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         if any(by_split.get(split, {}).get(c) for c in names)
     }
 
-  def _beam_split_generators(self, source, label_of_dir, label):
+  def _beam_split_generators(self, source, candidates, label_of_dir, label):
     # Imported here: it imports apache_beam, which only Beam builds need.
     from petpipe.builders import beam_build
 
     config = self.builder_config
-    candidates = source.candidates()
-    if not any(c.is_image for c in candidates):
-      raise ValueError(f"No image files found in {source}.")
     by_split = {}
     for cand in candidates:
       by_split.setdefault(layouts.split_of_path(source, cand.path, config.percentages), []).append(cand)
@@ -251,8 +263,8 @@ class FolderBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
       from petpipe.builders import beam_build  # Beam builds only: it imports apache_beam.
 
       source, label_of_dir = self._source(dl_manager)
-      self._plan_and_record(beam_build.read_verdicts(self.data_dir), label_of_dir, _ignored_folders(source),
-                            source)
+      self._plan_and_record(beam_build.read_verdicts(self.data_dir), label_of_dir,
+                            source.listing().ignored_folders, source)
     return result
 
   def download_and_prepare(self, *args, **kwargs):
@@ -373,18 +385,14 @@ def _resolve_duplicates(verdicts, label_of_dir, mode: str, apply: bool = True):
   return verdicts, split_key, card
 
 
-def _ignored_folders(source) -> list[str]:
-  return list(getattr(source, "ignored_folders", lambda: [])())
-
-
 def _write_manifest(path: str, not_kept: list, dropped: list, ignored_folders=(), missing=()) -> None:
   """Every file not stored as is: skipped, ignored, transcoded, repaired, balanced out;
-  every junk folder (`__MACOSX/`) that is never a class; every name a label file gives
-  without a file (status "missing")."""
+  every folder never read (junk such as `__MACOSX/`, folders outside `class_names`,
+  symlink loops), with its reason; every name a label file gives without a file (status
+  "missing")."""
   rows = [
-      {"path": f"{name}/", "status": "ignored", "reason": "junk folder: never a class",
-       "size_bytes": 0, "sha256": ""}
-      for name in ignored_folders
+      {"path": folder, "status": "ignored", "reason": reason, "size_bytes": 0, "sha256": ""}
+      for folder, reason in ignored_folders
   ]
   rows += [
       {
@@ -419,21 +427,6 @@ def _write_jsonl(path: str, rows: list[dict]) -> None:
   """One JSON object a line; the file exists even with no rows (GFile creates it on write)."""
   with tf.io.gfile.GFile(path, "w") as f:
     f.write("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
-
-
-_VALIDATED: dict = {}
-
-
-def _validated(source, limits: validation.Limits) -> list[validation.Verdict]:
-  """Validates once per process per unchanged source (`tfds build` runs all configs)."""
-  candidates = source.candidates()
-  if not any(c.is_image for c in candidates):
-    raise ValueError(f"No image files found in {source}.")
-  key = (repr(source), limits, source.signature(candidates))
-  if key not in _VALIDATED:
-    _VALIDATED.clear()
-    _VALIDATED[key] = validation.validate(source, candidates, limits)
-  return _VALIDATED[key]
 
 
 def read_manifest(dataset_dir: str) -> list[dict]:

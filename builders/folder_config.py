@@ -10,7 +10,7 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 from petpipe.builders import splits as splits_lib
-from petpipe.builders import validation
+from petpipe.images import validation
 from petpipe.pipeline import label_files
 from petpipe.pipeline import schema
 

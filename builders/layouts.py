@@ -21,8 +21,9 @@ from typing import Optional, Sequence
 
 import tensorflow as tf
 
-from petpipe.builders import sources as sources_lib
 from petpipe.builders import splits as splits_lib
+from petpipe.images import files
+from petpipe.images import sources as sources_lib
 from petpipe.pipeline import label_files
 
 # Folder name -> split it holds.
@@ -103,7 +104,7 @@ def _subfolders(root: str, folder: str, members) -> list[str]:
   if members is None:
     return sources_lib.subfolders(os.path.join(root, folder))
   below = {m.split("/")[1] for m in members if m.startswith(folder + "/") and m.count("/") >= 2}
-  return sorted(b for b in below if not sources_lib.is_junk(b))
+  return sorted(b for b in below if not files.is_junk(b))
 
 
 def _read_label_file(root: str, labels: str, prefix: str, members) -> tuple:
@@ -147,16 +148,24 @@ def make_source(config, layout: Layout, folder_source, zip_source):
 
 
 def _folder_listing(root: str, follow_links: bool) -> tuple:
-  """Every file under `root` (relative, forward slashes), junk folders not entered."""
-  found = []
+  """(every file under `root`, [(path, reason)] of files `files.walk` left out, [(folder/,
+  reason)] of folders not read), relative with forward slashes; junk folders are not entered."""
+  found, left_out, ignored = [], [], []
   local = "://" not in root
-  walk = os.walk(root, followlinks=follow_links) if local else tf.io.gfile.walk(root)
-  for dirpath, dirnames, filenames in walk:
-    dirnames[:] = sorted(d.rstrip("/") for d in dirnames if not sources_lib.is_junk(d.rstrip("/")))
-    rel_dir = os.path.relpath(dirpath, root) if local else dirpath[len(root):].strip("/")
-    rel_dir = "" if rel_dir in (".", "") else rel_dir.replace(os.sep, "/") + "/"
-    found += [rel_dir + name for name in sorted(filenames)]
-  return (tuple(found), ())
+
+  def relative(path):
+    rel = os.path.relpath(path, root) if local else path[len(root):].strip("/")
+    return "" if rel in (".", "") else rel.replace(os.sep, "/")
+
+  for dirpath, dirnames, filenames in files.walk(root, follow_links, left_out):
+    rel_dir = relative(dirpath)
+    prefix = f"{rel_dir}/" if rel_dir else ""
+    ignored += [(f"{prefix}{d}/", sources_lib.JUNK_FOLDER) for d in dirnames if files.is_junk(d)]
+    dirnames[:] = [d for d in dirnames if not files.is_junk(d)]
+    found += [prefix + name for name in filenames]
+  refused = tuple((relative(path), reason) for path, reason, is_folder in left_out if not is_folder)
+  ignored += [(relative(path) + "/", reason) for path, reason, is_folder in left_out if is_folder]
+  return (tuple(found), refused, tuple(sorted(ignored)))
 
 
 def _zip_listing(zip_path: str, prefix: str) -> tuple:
@@ -167,9 +176,15 @@ def _zip_listing(zip_path: str, prefix: str) -> tuple:
   for raw, reason in table.rejected:
     rel = raw.replace("\\", "/")
     refused.append((rel[len(prefix):] if rel.startswith(prefix) else rel, reason))
-  names = tuple(n for n in sorted(table.clean)
-                if not any(sources_lib.is_junk(p) for p in n.split("/")[:-1]))
-  return (names, tuple(refused))
+  names, ignored = [], set()
+  for name in sorted(table.clean):
+    parts = name.split("/")[:-1]
+    junk = next((i for i, p in enumerate(parts) if files.is_junk(p)), None)
+    if junk is None:
+      names.append(name)
+    else:
+      ignored.add(("/".join(parts[:junk + 1]) + "/", sources_lib.JUNK_FOLDER))
+  return (tuple(names), tuple(refused), tuple(sorted(ignored)))
 
 
 class _Wrapped:
@@ -181,9 +196,6 @@ class _Wrapped:
   def signature(self, candidates) -> str:
     return self.inner.signature(candidates)
 
-  def ignored_folders(self) -> list[str]:
-    return self.inner.ignored_folders()
-
   def size(self, path: str) -> int:
     return self.inner.size(path)
 
@@ -192,14 +204,6 @@ class _Wrapped:
 
   def read(self, path: str) -> bytes:
     return self.inner.read(path)
-
-
-def _is_image_name(path: str) -> bool:
-  return os.path.splitext(path)[1].lower() in sources_lib.IMAGE_EXTENSIONS
-
-
-def _is_junk_path(path: str) -> bool:
-  return any(sources_lib.is_junk(part) for part in path.split("/"))
 
 
 class SplitFolderSource(_Wrapped):
@@ -213,18 +217,20 @@ class SplitFolderSource(_Wrapped):
   def __repr__(self) -> str:
     return f"SplitFolderSource({self.inner!r}, {self.split_folders!r}, {self.class_names!r})"
 
-  def candidates(self) -> list[sources_lib.Candidate]:
+  def listing(self) -> sources_lib.Listing:
+    inner = self.inner.listing()
     found = []
-    for c in self.inner.candidates():
+    for c in inner.candidates:
       parts = c.path.split("/")
-      if c.skip_reason:
+      if c.skip_reason or not c.class_dir:  # refused, or beside the split folders
         found.append(c)
       elif len(parts) < 3:  # a file directly in a split folder
         found.append(dataclasses.replace(c, is_image=False, ignore_reason=NOT_IN_CLASS_FOLDER))
-      elif parts[1] in self.class_names or sources_lib.is_junk(parts[1]):
+      elif parts[1] in self.class_names or files.is_junk(parts[1]):
         found.append(dataclasses.replace(c, class_dir=f"{parts[0]}/{parts[1]}"))
-      # Other class folders are left out, as `class_names` leaves out folders of a plain root.
-    return found
+      else:  # as `class_names` leaves out folders of a plain root
+        found.append(dataclasses.replace(c, is_image=False, ignore_reason=sources_lib.NOT_A_CLASS))
+    return sources_lib.Listing(found, inner.ignored_folders)
 
   def card_entries(self) -> dict:
     return {"splits_given": given_splits(self.split_folders)}
@@ -236,7 +242,7 @@ class LabelFileSource(_Wrapped):
   def __init__(self, inner, listing: tuple, label_file: label_files.LabelFile,
                class_names: Sequence[str], label_member: str = "", split_folders: Optional[dict] = None):
     super().__init__(inner)
-    self.names, self.refused = listing
+    self.names, self.refused, self.ignored = listing
     self.label_file = label_file
     self.class_names = tuple(class_names)
     self.label_member = label_member
@@ -247,8 +253,8 @@ class LabelFileSource(_Wrapped):
                                   self.label_member, self.split_folders)).encode()).hexdigest()[:16]
     return f"LabelFileSource({self.inner!r}, labels={self.label_file.path!r}@{digest})"
 
-  def candidates(self) -> list[sources_lib.Candidate]:
-    found = [sources_lib.Candidate(path, "", _is_image_name(path), skip_reason=reason)
+  def listing(self) -> sources_lib.Listing:
+    found = [sources_lib.Candidate(path, "", files.has_image_extension(path), skip_reason=reason)
              for path, reason in self.refused]
     classes = frozenset(self.class_names)
     for path in self.names:
@@ -259,11 +265,12 @@ class LabelFileSource(_Wrapped):
         reason = NOT_IN_SPLIT_FOLDER
       if reason:
         found.append(sources_lib.Candidate(path, "", False, ignore_reason=reason))
-      elif _is_image_name(path) and _is_junk_path(path):
-        found.append(sources_lib.Candidate(path, "", False, ignore_reason=sources_lib.JUNK_REASON))
+      elif files.has_image_extension(path) and files.is_junk_path(path):
+        found.append(sources_lib.Candidate(path, "", False, ignore_reason=files.JUNK_REASON))
       else:
-        found.append(sources_lib.Candidate(path, self.label_file.labels[path], _is_image_name(path)))
-    return found
+        found.append(sources_lib.Candidate(path, self.label_file.labels[path],
+                                           files.has_image_extension(path)))
+    return sources_lib.Listing(found, list(self.ignored))
 
   def missing_files(self) -> list[str]:
     """Names in the label file with no file under the root."""

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from typing import Iterable, Iterator
 
-from tensorflow_datasets.core import writer as writer_lib
-from tensorflow_datasets.proto import tf_example_pb2
+from petpipe.builders.tfds_compat import tf_example_pb2
+from petpipe.builders.tfds_compat import writer as writer_lib
 
 
 def deterministic_bytes(serialized: bytes) -> bytes:

@@ -1,21 +1,23 @@
 """Turns a validated file into what the records store, per the storage config.
 
-Pixels are made by the one image transform (`pipeline.transform`): the decode, channel
-conversion and resize that the input pipeline and prediction apply too.
+Pixels are made by the one image transform (`images.transform`): the decode, channel
+conversion and resize that the input pipeline, the folder loader and prediction apply too.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import threading
-from typing import Optional
 
 import tensorflow as tf
 
-from petpipe.builders import validation
-from petpipe.pipeline import ops
+from petpipe.images import decode as decode_lib
+from petpipe.images import pixels
+from petpipe.images import quiet
+from petpipe.images import transform
+from petpipe.images import validation
 from petpipe.pipeline import schema
-from petpipe.pipeline import transform
 
 
 def _fit_within(height: int, width: int, max_side: int) -> tuple[int, int]:
@@ -29,26 +31,14 @@ def _encode(image: tf.Tensor, encoding: str, jpeg_quality: int) -> bytes:
   return tf.io.encode_jpeg(image, quality=jpeg_quality, optimize_size=False).numpy()
 
 
-def decode(
-    data: bytes, verdict: validation.Verdict, channels: int,
-    size: Optional[tuple[int, int]] = None,
-) -> tf.Tensor:
-  """Decodes to uint8 `channels` as `transform.decode_bytes` does (JPEGs at the largest DCT
-  scale still covering `size`; CMYK JPEGs and other formats to RGB, then luma).
-
-  A REPAIRED file (libjpeg warns on it) decodes at full size through
-  `validation.decode_quietly`, which keeps the warning off the console; a file only
-  Pillow reads (`pillow_decoded`) is decoded by Pillow.
-  """
+def decode(data: bytes, verdict: validation.Verdict, channels: int,
+           size: tuple[int, int] | None = None) -> tf.Tensor:
+  """Decodes to uint8 `channels` as the one transform does (`decode.decode_bytes`, with the
+  decoder the verdict's format and reason give; JPEGs at the largest DCT scale still covering
+  `size`); a REPAIRED file (libjpeg warns on it) with the warning kept off the console."""
   if verdict.status == validation.REPAIRED:
-    return validation.decode_quietly(data, channels)
-  if verdict.reason.startswith(validation.PILLOW_DECODED):
-    # TensorFlow cannot read it: Pillow's pixels, as a lossless PNG, take the one transform.
-    data = tf.io.encode_png(validation.pillow_decode(data)).numpy()
-    return transform.decode_bytes(data, channels, size, image_format="PNG",
-                                  image_shape=(verdict.height, verdict.width))
-  return transform.decode_bytes(data, channels, size, image_format=verdict.format,
-                                image_shape=(verdict.height, verdict.width))
+    return validation.decode_quietly(data, channels, verdict.decoder, size)
+  return decode_lib.decode_bytes(data, channels, verdict.decoder, size)
 
 
 def stored_as_is(verdict: validation.Verdict, storage: schema.ImageStorage, max_side: int | None) -> bool:
@@ -77,44 +67,33 @@ def encode(
     size = tuple(storage.size)
   elif max_side is not None and max(verdict.width, verdict.height) > max_side:
     size = _fit_within(verdict.height, verdict.width, max_side)
-  if storage.is_raw and _graph_decodable(verdict):
-    return _raw_pixels(tuple(size), storage.channels, _ENCODINGS[verdict.format])(
-        tf.constant(data)).numpy()
+  if storage.is_raw:
+    quietly = verdict.status == validation.REPAIRED
+    with quiet.decoding() if quietly else contextlib.nullcontext():
+      return _raw_pixels(tuple(size), storage.channels, verdict.decoder)(tf.constant(data)).numpy()
   image = decode(data, verdict, storage.channels, size)
   if size is not None:
-    image = ops.normalize(transform.resize(image, size), "none")
-  if storage.is_raw:
-    return image.numpy()
+    image = pixels.to_uint8(transform.resize(image, size))
   return _encode(image, storage.encoding, jpeg_quality)
 
 
-# The graph entry of the one transform takes JPEGs as "jpeg" and the formats
-# `tf.io.decode_image` reads as "png".
-_ENCODINGS = {"JPEG": "jpeg", "PNG": "png", "GIF": "png", "BMP": "png"}
 _TRACE_LOCK = threading.Lock()
 
 
-def _graph_decodable(verdict: validation.Verdict) -> bool:
-  """Files whose pixels `transform.transform_encoded` makes exactly as `decode` does: all but
-  the ones libjpeg warns on (decoded quietly) and the ones only Pillow reads."""
-  return (verdict.format in _ENCODINGS and verdict.status != validation.REPAIRED
-          and not verdict.reason.startswith(validation.PILLOW_DECODED))
-
-
-def _raw_pixels(size: tuple[int, int], channels: int, encoding: str):
+def _raw_pixels(size: tuple[int, int], channels: int, decoder: str):
   """One compiled call per image (the transform's graph entry, rounded to uint8) instead of
   a dozen eager ops, each holding the GIL: raw builds encode about twice as fast."""
-  with _TRACE_LOCK:  # traced once per storage, not once per thread
-    return _traced(size, channels, encoding)
+  with _TRACE_LOCK:  # traced once per storage and decoder, not once per thread
+    return _traced(size, channels, decoder)
 
 
-@functools.lru_cache(maxsize=None)
-def _traced(size: tuple[int, int], channels: int, encoding: str):
+@functools.lru_cache(maxsize=64)
+def _traced(size: tuple[int, int], channels: int, decoder: str):
   preprocessing = transform.Preprocessing(size, channels)
 
   @tf.function(input_signature=[tf.TensorSpec([], tf.string)], autograph=False)
-  def pixels(encoded):
-    return ops.normalize(transform.transform_encoded(encoded, preprocessing, encoding), "none")
+  def raw(encoded):
+    return pixels.to_uint8(transform.transform_file(encoded, preprocessing, decoder))
 
-  pixels.get_concrete_function()
-  return pixels
+  raw.get_concrete_function()
+  return raw

@@ -135,8 +135,7 @@ def fit_epochs(
       with model.distribute_strategy.scope():
         checkpoint.restore(model, source, state)
     except (OSError, ValueError) as e:
-      raise ValueError(f"cannot restore {source} ({_one_line(e)}); delete it to start over.") \
-          from None
+      raise ValueError(f"cannot restore {source}; delete it to start over.") from e
     history, start, step = list(state["history"]), int(state["epoch"]), int(state.get("step", 0))
   if start >= epochs:
     return history
@@ -373,11 +372,6 @@ class _Progress(keras.callbacks.ProgbarLogger):
 
   def set_params(self, params):
     super().set_params({**params, "epochs": self._epochs})
-
-
-def _one_line(error: BaseException) -> str:
-  text = str(error).strip().splitlines()
-  return text[0] if text else type(error).__name__
 
 
 def _plain(settings: dict) -> dict:

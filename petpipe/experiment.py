@@ -54,7 +54,8 @@ from petpipe.models import checkpoint
 from petpipe.pipeline import folder_lock
 from petpipe.pipeline import service
 from petpipe.pipeline import training_data
-from petpipe.pipeline import transform
+from petpipe.images import errors
+from petpipe.images import transform
 
 DEFAULT_EPOCHS = 10
 LR_SCHEDULES = ("constant", "cosine", "plateau")
@@ -222,11 +223,8 @@ def check_out(out: str) -> None:
     with tf.io.gfile.GFile(probe, "w") as f:
       f.write("")
     tf.io.gfile.remove(probe)
-  except OSError as e:
-    raise OSError(f"cannot write to {out}: {e.strerror or e}.") from None
-  except tf.errors.OpError as e:
-    raise OSError(f"cannot write to {out}: {(e.message or type(e).__name__).splitlines()[0]}.") \
-        from None
+  except (OSError, tf.errors.OpError) as e:
+    raise OSError(f"cannot write to {out}: {errors.one_line(e)}.") from None
 
 
 def cache_dir() -> str:
@@ -238,7 +236,7 @@ def prepare_demo(settings: Optional[DemoSettings] = None) -> str:
   returns the glob of the built training shards."""
   import tensorflow_datasets as tfds
 
-  from petpipe.builders import sample_data
+  from petpipe import sample_data
   from petpipe.builders.pet_images.pet_images_dataset_builder import Builder
 
   settings = settings or DEMO

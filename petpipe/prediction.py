@@ -5,38 +5,34 @@
 
 The class names and the preprocessing come from `classes.json` beside the model (written
 with the model by training). Each image is made exactly as the training pipeline feeds the
-model: `pipeline.transform` with the saved `Preprocessing` (or, for a model saved without
-one, the default policy at the model's input size), rounded to uint8 as
-`normalize="none"` ships it. What TensorFlow cannot decode (WebP of some kinds, ...) is
-decoded with Pillow to RGB and goes through the same channel rule and resize. A file that
-cannot be read is one result with an `error`, not an exception: one bad file does not stop
-the others. Models load in Keras's safe mode unless `unsafe=True`.
+model: files are found, checked and decoded by the image-file layer (`petpipe.images`) as
+the builders and the folder loader do (the same extensions, the same limits on size read
+before a file is read whole, the same format policy and Pillow rescue), then made by
+`images.transform` with the saved `Preprocessing` (or, for a model saved without one, the
+default policy at the model's input size), rounded to uint8 as `normalize="none"` ships it.
+A file that cannot be read is one result with an `error`, not an exception: one bad file
+does not stop the others. Models load in Keras's safe mode unless `unsafe=True`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 import os
-import re
-from typing import Any, Iterable, Iterator, Optional, Sequence
+from typing import Iterable, Iterator, Optional, Sequence
 
 import keras
 import numpy as np
-from PIL import Image
 import tensorflow as tf
 
+from petpipe.images import errors
+from petpipe.images import files
+from petpipe.images import filesystems
+from petpipe.images import pixels
+from petpipe.images import transform
+from petpipe.images import validation
 from petpipe.models import head
-from petpipe.pipeline import filesystems
-from petpipe.pipeline import image_headers
-from petpipe.pipeline import ops
-from petpipe.pipeline import transform
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp")
-# TensorFlow refuses to decode more than 2^29 bytes of pixels; the header is checked first
-# so that a decompression bomb is refused before anything is allocated.
-MAX_DECODED_BYTES = 2**29
 CLASSES_FILE = "classes.json"
 
 
@@ -65,47 +61,48 @@ class Prediction:
   error: Optional[str] = None
 
 
-def image_files(paths: Iterable[str]) -> Iterator[str]:
-  """The files given, with each folder replaced by the image files under it (sorted)."""
+def found_files(paths: Iterable[str]) -> Iterator[tuple[str, str]]:
+  """(path, reason it is left out, or "") for the files given, each folder replaced by the
+  image files under it, folder by folder in sorted order (`files.walk`: named pipes, names
+  that are not UTF-8 and symlink loops are left out with their reason)."""
   for path in paths:
     path = os.fspath(path)
-    if filesystems.isdir(path):
-      for root, dirs, files in filesystems.walk(path):
-        dirs.sort()
-        for name in sorted(files):
-          if name.lower().endswith(IMAGE_EXTENSIONS):
-            yield os.path.join(root, name)
-    else:
-      yield path
+    if not filesystems.isdir(path):
+      yield path, ""
+      continue
+    left_out = []
+    for root, _, names in files.walk(path, left_out=left_out):
+      found = [(os.path.join(root, n), "") for n in names if files.has_image_extension(n)]
+      found += [(p, reason) for p, reason, is_folder in left_out
+                if not is_folder and files.has_image_extension(p)]
+      left_out.clear()
+      yield from sorted(found)
 
 
-def load_image(path: str, preprocessing: transform.Preprocessing) -> np.ndarray:
-  """`path` as the model's uint8 input (height, width, channels); raises `UnreadableImage`."""
+def image_files(paths: Iterable[str]) -> Iterator[str]:
+  """The files given, with each folder replaced by the image files under it (sorted)."""
+  return (path for path, _ in found_files(paths))
+
+
+def load_image(path: str, preprocessing: transform.Preprocessing,
+               limits: validation.Limits = validation.READER_LIMITS) -> np.ndarray:
+  """`path` as the model's uint8 input (height, width, channels); raises `UnreadableImage`
+  with the reason a build would skip it for."""
   try:
-    data = filesystems.read_bytes(path)
+    with filesystems.open_read(path) as f:
+      data = files.read_bounded(f, limits.max_file_bytes)
   except OSError as e:
-    raise UnreadableImage(e.strerror or str(e)) from None
-  if not data:
-    raise UnreadableImage("empty file")
+    raise UnreadableImage(validation.unreadable(e)) from None
+  if data is None:
+    raise UnreadableImage(f"too_large: more than max_file_bytes={limits.max_file_bytes}")
+  found = validation.check_bytes(data, limits)
+  if found.reason:
+    raise UnreadableImage(found.reason)
   try:
-    with Image.open(io.BytesIO(data)) as header:  # reads the header only
-      width, height = header.size
-  except Image.DecompressionBombError as e:
-    raise UnreadableImage(f"image too large to decode: {e}") from None
-  except (OSError, ValueError):
-    width = height = 0  # not for Pillow: let TensorFlow say what is wrong with it
-  if width * height * 3 > MAX_DECODED_BYTES:
-    raise UnreadableImage(f"image too large to decode ({width}x{height})")
-  try:
-    # The JPEG header is read again by TensorFlow, as the tf.data entry reads it.
-    pixels = transform.transform_bytes(
-        data, preprocessing, image_format=image_headers.sniff_format(data[:16]))
-  except tf.errors.OpError as e:
-    rgb = _decode_with_pillow(data)
-    if rgb is None:
-      raise UnreadableImage(_tf_reason(e)) from None
-    pixels = transform.transform_rgb(rgb, preprocessing)
-  return ops.normalize(pixels, "none").numpy()
+    image = transform.transform_bytes(data, preprocessing, found.header, found.decoder)
+  except (tf.errors.OpError, OSError, ValueError) as e:
+    raise UnreadableImage(f"undecodable: {errors.one_line(e)}") from None
+  return pixels.to_uint8(image).numpy()
 
 
 def read_classes(model_path: str, classes_path: Optional[str] = None) -> Optional[dict]:
@@ -143,9 +140,8 @@ def load_model(model_path: str, unsafe: bool = False) -> keras.Model:
   try:
     return keras.models.load_model(model_path, safe_mode=not unsafe)
   except (OSError, ValueError, TypeError) as e:
-    message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
     error = UnsafeModelError if "safe_mode" in str(e) else ValueError
-    raise error(f"cannot load {model_path}: {message}") from None
+    raise error(f"cannot load {model_path}: {errors.one_line(e)}") from None
 
 
 def preprocessing_for(model: keras.Model, classes: Optional[dict]) -> transform.Preprocessing:
@@ -207,22 +203,24 @@ class Predictor:
     """One `Prediction` per image file of `paths` (folders walked), in order."""
     if not isinstance(batch_size, int) or batch_size < 1:
       raise ValueError(f"batch_size must be a positive int. Received: batch_size={batch_size!r}")
-    for chunk in _chunks(image_files(paths), batch_size):
+    for chunk in _chunks(found_files(paths), batch_size):
       loaded = {}
-      errors = {}
-      for path in chunk:
+      failed = {}
+      for path, reason in chunk:
         try:
+          if reason:
+            raise UnreadableImage(reason)
           loaded[path] = load_image(path, self.preprocessing)
         except UnreadableImage as e:
-          errors[path] = str(e)
+          failed[path] = str(e)
       rows = {}
       if loaded:
         probabilities = head.probabilities(
             self.model.predict_on_batch(np.stack(list(loaded.values()))))
         rows = dict(zip(loaded, probabilities))
-      for path in chunk:
-        if path in errors:
-          yield Prediction(path, error=errors[path])
+      for path, _ in chunk:
+        if path in failed:
+          yield Prediction(path, error=failed[path])
         else:
           best = int(rows[path].argmax())
           yield Prediction(path, self.class_names[best], float(rows[path][best]))
@@ -252,7 +250,7 @@ def predict_files(
   return predictor.predict(paths, batch_size)
 
 
-def _chunks(items: Iterator[str], size: int) -> Iterator[list[str]]:
+def _chunks(items: Iterator, size: int) -> Iterator[list]:
   chunk = []
   for item in items:
     chunk.append(item)
@@ -261,19 +259,3 @@ def _chunks(items: Iterator[str], size: int) -> Iterator[list[str]]:
       chunk = []
   if chunk:
     yield chunk
-
-
-def _tf_reason(error: tf.errors.OpError) -> str:
-  # "{{function_node ...}} Unknown image file format. ... [Op:DecodeImage] name: "
-  text = re.sub(r"\{\{[^}]*\}\}", "", error.message)
-  text = re.sub(r"\[Op:[^\]]*\].*", "", text, flags=re.S)
-  return " ".join(text.split()) or type(error).__name__
-
-
-def _decode_with_pillow(data: bytes) -> Optional[Any]:
-  """RGB pixels of what TensorFlow cannot decode but Pillow can, or None."""
-  try:
-    with Image.open(io.BytesIO(data)) as image:
-      return np.asarray(image.convert("RGB"))
-  except (OSError, ValueError, Image.DecompressionBombError):
-    return None

@@ -9,6 +9,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Optional, Tuple, Union
 
+from petpipe.images import transform
+
 NORMALIZE_MODES = ("0-1", "-1-1", "none")
 LABEL_MODES = ("int", "categorical", "binary")
 CHANNELS = (1, 3)
@@ -42,7 +44,7 @@ class PipelineConfig:
       serialized records are read and dropped before any parsing or decoding.
   """
 
-  image_size: Union[int, Tuple[int, int]] = (100, 100)
+  image_size: Union[int, Tuple[int, int]] = transform.DEFAULT_IMAGE_SIZE
   channels: int = 1
   batch_size: int = 32
   shuffle_buffer: int = 1024

@@ -3,52 +3,41 @@
 Same arguments, same returned structure (`class_names` and `file_paths` attributes), same
 errors for bad arguments, so existing code switches by changing one import. Beyond Keras:
 
-* files that cannot be decoded (empty, foreign, cut off, CMYK for grayscale, too large) are
-  found by a header check before the first epoch, skipped, and reported through the
-  dataset's `skipped_files` (paths) and `skip_reasons` (path -> reason) and a log line;
-* `cache_dir` converts the folder once, with the image_folder builder, into resized raw
-  shards, and streams those from then on.
+* files are found, checked and decoded by the image-file layer (`petpipe.images`), as the
+  builders and prediction find, check and decode them: files that cannot be decoded
+  (empty, foreign, cut off, too large) are found by a header check before the first epoch,
+  skipped, and reported through the dataset's `skipped_files` (paths) and `skip_reasons`
+  (path -> reason) and one printed line (`pipeline.folder_files`);
+* `fast_decode` gives the one transform's pixels, the ones `petpipe predict` feeds;
+* `cache_dir` decodes each subset once into raw records and streams those from then on
+  (`pipeline.folder_cache`).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import os
-import re
-from typing import Optional, Sequence
+from typing import Optional
 
 from absl import logging
 import numpy as np
-from PIL import Image
-from PIL import BmpImagePlugin  # noqa: F401  (opens BMP without loading every plugin)
-from PIL import WebPImagePlugin  # noqa: F401  (opens WebP without loading every plugin)
 import tensorflow as tf
 
-from petpipe.pipeline import filesystems
-from petpipe.pipeline import image_headers
-from petpipe.pipeline import input_pipeline
+from petpipe.images import files
+from petpipe.images import filesystems
+from petpipe.images import sources
 # Keras' own argument checks, directory indexing and train/validation split (a copy of
 # Keras' private module), so that the same arguments index the same files in the same order
 # and fail with the same errors.
+from petpipe.pipeline import folder_cache
+from petpipe.pipeline import folder_files
 from petpipe.pipeline import keras_folder_index
 from petpipe.pipeline import label_files
-from petpipe.pipeline import ops
-from petpipe.pipeline import reading
-from petpipe.pipeline import transform
-from petpipe.pipeline.config import PipelineConfig
-from petpipe.pipeline.input_pipeline import plain
 
-ALLOWLIST_FORMATS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
 INTERPOLATIONS = (
     "bilinear", "nearest", "bicubic", "area", "lanczos3", "lanczos5", "gaussian", "mitchellcubic",
 )
 _CHANNELS = {"rgb": 3, "rgba": 4, "grayscale": 1}
 _SKIPPED_SHOWN = 10
-# TensorFlow's in-memory file system: transcoded copies of files the fast decoder cannot read.
-_TRANSCODED_DIR = "ram://petpipe_transcoded"
-# More files than this needing transcoding: decode them all with `ops.decode_any` instead.
-_MAX_TRANSCODED = 64
 
 
 def image_dataset_from_directory(
@@ -81,10 +70,12 @@ def image_dataset_from_directory(
   `[train, validation]` for `subset="both"`.
 
   Differences: files that cannot be decoded are skipped and listed in `skipped_files` and
-  `skip_reasons` instead of failing mid-epoch (`file_paths` lists only the files read);
-  GIF, BMP, WebP and CMYK files are read rather than failing; only `format="tf"` is
-  supported. By default the pixels are Keras's: full-size decode, then `tf.image.resize`
-  with `interpolation` (through `pipeline.transform`, with JPEG DCT scaling off).
+  `skip_reasons` instead of failing mid-epoch (`file_paths` lists only the files read), as
+  are what the image-file layer leaves out (named pipes, names that are not UTF-8, symlink
+  loops, junk such as `__MACOSX/` and `._x.jpg`, files beside the class folders); WebP files
+  are indexed, and GIF, BMP, WebP and CMYK files are read rather than failing; only
+  `format="tf"` is supported. By default the pixels are Keras's: full-size decode, then
+  `tf.image.resize` with `interpolation`.
 
   Args:
     labels: beyond Keras's "inferred", None or a list, the path of a CSV or JSONL label
@@ -92,25 +83,21 @@ def image_dataset_from_directory(
       taken relative to `directory`). Class names are its sorted labels, or `class_names`.
       Files it does not name (or whose label is not in `class_names`) are left out and
       listed in `skip_reasons`; names without a file are in the datasets' `missing_files`.
-    cache_dir: if given, the folder is converted once (image_folder builder, raw pixels at
-      `image_size`, made by `pipeline.transform`'s policy: JPEGs decoded at a reduced DCT
-      scale, plain bilinear resize) into `cache_dir`, and the shards are streamed
-      from then on. The cache is keyed by the folder's file list, sizes and times, so a
-      changed folder is rebuilt. It labels by sub-folder (`labels` "inferred" or None),
-      holds 1 or 3 channels and the default resize only; the validation subset is the last
-      `validation_split` of the stored records (the builder's stable order), not Keras'
-      seeded pick, and files directly in `directory` are not included.
-    fast_decode: if True, each JPEG decodes at the largest DCT scale (1/2, 1/4, 1/8) at which
-      it still covers `image_size` (after the crop or pad asked for), chosen per image from
-      its header, as `pipeline.transform` does for training: much less decode work for
-      large photos, and smoother (less aliased) pixels that differ slightly from Keras.
-      Not for `color_mode="rgba"` or `interpolation="nearest"`, which keep Keras's decode.
+    cache_dir: if given, each subset's files are decoded once, as `fast_decode` decodes
+      them, and written as raw records into `cache_dir` (outside `directory`), then
+      streamed from there without decoding (`pipeline.folder_cache`). An entry is keyed by
+      the subset's files (paths, labels, sizes, times) and the settings, so a changed
+      folder is written again; it holds 1 or 3 channels (not `color_mode="rgba"`).
+    fast_decode: if True, every file takes the one transform (`images.transform`) that
+      builds and prediction apply: each JPEG decodes at the largest DCT scale (1/2, 1/4,
+      1/8) at which it still covers `image_size` (after the crop or pad asked for), other
+      formats to RGB then rounded BT.601 luma for grayscale, and the resized pixels are
+      rounded to whole values as the records hold them: much less decode work for large
+      photos, and the pixels a model trained on a folder later gets from `predict`. Not for
+      `color_mode="rgba"` or `interpolation="nearest"`, which keep Keras's decode.
   """
   # Beyond Keras: a label file path (`label_files`) names each file's label.
   label_file = labels if label_files.is_label_file(labels) else None
-  if label_file is not None and cache_dir is not None:
-    raise ValueError('cache_dir needs labels="inferred" or None: the cache labels images by '
-                     f"subfolder. Received: labels={labels!r}")
   # Argument checks in Keras' order with Keras' messages.
   if labels not in ("inferred", None) and label_file is None:
     if not isinstance(labels, (list, tuple)):
@@ -173,9 +160,11 @@ def image_dataset_from_directory(
         " can be set to `True`."
     )
 
-  labels_argument, user_seed = labels, seed
+  user_seed = seed
   if seed is None:
     seed = np.random.randint(1e6)
+  if cache_dir is not None:
+    _check_cache_dir(directory, cache_dir, color_mode)
   left_out, missing = {}, []
   if label_file is not None:
     image_paths, labels, class_names, left_out, missing = _index_label_file(
@@ -183,23 +172,26 @@ def image_dataset_from_directory(
     if not label_mode:
       labels = None
   else:
+    walked, inferred = [], labels == "inferred"
     image_paths, labels, class_names = keras_folder_index.index_directory(
         directory,
         labels,
-        formats=ALLOWLIST_FORMATS,
+        formats=files.IMAGE_EXTENSIONS,
         class_names=class_names,
         shuffle=shuffle,
         seed=seed,
         follow_links=follow_links,
         verbose=verbose,
+        left_out=walked,
     )
+    left_out = _left_out(directory, walked, inferred)
   if label_mode == "binary" and len(class_names) != 2:
     raise ValueError(
         'When passing `label_mode="binary"`, there must be exactly 2 '
         f"class_names. Received: class_names={class_names}"
     )
   data_format = keras_folder_index.standardize_data_format(data_format=data_format)
-  options = _LoadOptions(
+  options = folder_files.LoadOptions(
       image_size=image_size,
       num_channels=num_channels,
       label_mode=label_mode,
@@ -215,32 +207,25 @@ def image_dataset_from_directory(
       fast_decode=bool(fast_decode),
   )
   subsets = ["training", "validation"] if subset == "both" else [subset]
-
-  if cache_dir is not None:
-    _check_cacheable(labels_argument, color_mode, options)
-    datasets = _from_cache(
-        directory, cache_dir, image_paths, class_names, options, shuffle, seed,
-        validation_split, subsets, follow_links, verbose,
+  datasets = []
+  for name in subsets:
+    paths, subset_labels = keras_folder_index.get_training_or_validation_split(
+        image_paths, labels, validation_split, name
     )
-  else:
-    datasets = []
-    for name in subsets:
-      paths, subset_labels = keras_folder_index.get_training_or_validation_split(
-          image_paths, labels, validation_split, name
-      )
-      if not paths:
-        raise ValueError(_no_images_message(directory, name if subset == "both" else None))
-      datasets.append(_from_files(paths, subset_labels, options,
-                                  shuffle=shuffle and not (subset == "both"
-                                                           and name == "validation"),
-                                  seed=seed,
-                                  verbose=verbose))
+    if not paths:
+      raise ValueError(_no_images_message(directory, name if subset == "both" else None))
+    shuffled = shuffle and not (subset == "both" and name == "validation")
+    datasets.append(_subset(directory, name, paths, subset_labels, options, shuffled, seed,
+                            cache_dir))
+  skipped = {**left_out, **{p: r for ds in datasets for p, r in ds.skip_reasons.items()}}
+  if skipped:
+    _report_skipped(skipped, len(image_paths) + len(left_out), verbose)
   for dataset in datasets:
     dataset.class_names = class_names
+    # What was left out before the files were checked is listed with the files skipped.
+    dataset.skip_reasons = {**left_out, **dataset.skip_reasons}
+    dataset.skipped_files = sorted(dataset.skip_reasons)
     if label_file is not None:
-      # Files the label file leaves out are listed with the files skipped as unreadable.
-      dataset.skip_reasons = {**left_out, **dataset.skip_reasons}
-      dataset.skipped_files = sorted(dataset.skip_reasons)
       dataset.missing_files = missing
   return datasets if subset == "both" else datasets[0]
 
@@ -257,10 +242,11 @@ def _index_label_file(directory, label_file: str, class_names, shuffle, seed, fo
   parsed = label_files.read(label_files.resolve(label_file, os.fspath(directory)))
   names = parsed.class_names(class_names)
   index = {name: i for i, name in enumerate(names)}
+  walked = []
   found, _, _ = keras_folder_index.index_directory(
-      directory, None, formats=ALLOWLIST_FORMATS, shuffle=False, follow_links=follow_links,
-      verbose=False)
-  paths, labels, left_out, present = [], [], {}, set()
+      directory, None, formats=files.IMAGE_EXTENSIONS, shuffle=False, follow_links=follow_links,
+      verbose=False, left_out=walked)
+  paths, labels, left_out, present = [], [], _left_out(directory, walked, False), set()
   for path in found:
     rel = os.path.relpath(path, directory).replace(os.sep, "/")
     present.add(rel)
@@ -286,346 +272,69 @@ def _index_label_file(directory, label_file: str, class_names, shuffle, seed, fo
   return paths, labels, names, left_out, missing
 
 
-@dataclasses.dataclass(frozen=True)
-class _LoadOptions:
-  """The settings every image of one call is loaded with (see the public arguments)."""
+def _left_out(directory, walked, inferred: bool) -> dict:
+  """{path: reason} of what indexing left out: files with an image name and folders (their
+  path ends in "/") that `files.walk` left out, and, when labels come from the class
+  folders, the image files beside them."""
+  reasons = {}
+  for path, reason, is_folder in walked:
+    if is_folder:
+      reasons[path.rstrip("/") + "/"] = reason
+    elif files.has_image_extension(path):
+      reasons[path] = reason
+  if inferred:
+    top = []
+    walker = files.walk(os.fspath(directory), follow_links=True, left_out=top)
+    _, _, names = next(walker, ("", [], []))
+    walker.close()
+    for name in names:
+      if files.has_image_extension(name):
+        reasons[os.path.join(directory, name)] = sources.NOT_IN_CLASS_FOLDER
+    reasons.update({path: reason for path, reason, is_folder in top
+                    if not is_folder and files.has_image_extension(path)})
+  return dict(sorted(reasons.items()))
 
-  image_size: tuple
-  num_channels: int
-  label_mode: Optional[str]
-  num_classes: int
-  interpolation: str
-  crop_to_aspect_ratio: bool
-  pad_to_aspect_ratio: bool
-  data_format: str
-  batch_size: Optional[int]
-  deterministic: bool
-  fast_decode: bool = False
 
-
-def _check_cacheable(labels, color_mode, options) -> None:
-  """The cache holds raw pixels resized bilinearly, labelled by subfolder: refuse the rest."""
-  if isinstance(labels, (list, tuple)):
-    raise ValueError(
-        'cache_dir needs labels="inferred" or None: the cache labels images by subfolder. '
-        "Received: labels=[...]"
-    )
+def _check_cache_dir(directory, cache_dir, color_mode) -> None:
   if color_mode == "rgba":
     raise ValueError('cache_dir stores 1 or 3 channels. Received: color_mode="rgba"')
-  for name, default in (("interpolation", "bilinear"), ("crop_to_aspect_ratio", False),
-                        ("pad_to_aspect_ratio", False)):
-    if getattr(options, name) != default:
-      raise ValueError(
-          f"cache_dir stores images resized with the default {name}={default!r}. "
-          f"Received: {name}={getattr(options, name)!r}"
-      )
+  inside = os.path.join(filesystems.absolute(directory), "")
+  if os.path.join(filesystems.absolute(cache_dir), "").startswith(inside):
+    raise ValueError(
+        f"cache_dir must lie outside the folder being read: its entries would become files "
+        f"or classes of it. Received: cache_dir={cache_dir!r} inside directory={directory!r}")
 
 
-def _from_cache(directory, cache_dir, image_paths, class_names, options, shuffle, seed,
-                validation_split, subsets, follow_links, verbose) -> list[tf.data.Dataset]:
-  """Builds (once) raw shards of the folder with the image_folder builder and streams them."""
-  # Imported here: only this path needs the builders.
-  from petpipe.builders import folder_builder
-  from petpipe.builders.folder_builder import FolderConfig
-  from petpipe.builders.image_folder.image_folder_dataset_builder import Builder
-
-  from petpipe.builders import sources as sources_lib
-
-  height, width = options.image_size
-  channels = options.num_channels
-  # The cache is fresh while every file the builder reads is unchanged (WebP too).
-  class_dirs = list(class_names) if class_names else sources_lib.subfolders(os.fspath(directory))
-  read = [os.path.join(directory, *c.path.split("/"))
-          for c in sources_lib.FolderSource(os.fspath(directory), class_dirs, follow_links).candidates()]
-  config = FolderConfig(
-      name=_cache_name(directory, read, class_names, options),
-      root=os.fspath(directory),
-      class_names=list(class_names) if class_names else None,
-      encoding="raw",
-      image_size=height if height == width else (height, width),
-      channels=channels,
-      balance="none",
-      split_percent=(100, 0, 0),
-      follow_links=follow_links,
-      # As Keras: every class folder is a class (`train/`, `test/` too), and every readable
-      # file is delivered.
-      pre_split=False,
-      allow_empty_classes=True,
-      duplicates="keep",
-  )
-  builder = Builder(config=config, data_dir=os.fspath(cache_dir))
-  builder.download_and_prepare()
-  dataset_dir = os.fspath(builder.data_dir)
-  info = reading.dataset_info(dataset_dir)
-  # The builder lists every file it did not store, with its reason, in its manifest.
-  listed = set(image_paths)
-  skip_reasons = {}
-  for row in folder_builder.read_manifest(dataset_dir):
-    path = os.path.join(directory, *row["path"].split("/"))
-    if row["status"] == "skipped" and path in listed:
-      skip_reasons[path] = row["reason"]
-  if skip_reasons:
-    _report_skipped(skip_reasons, len(image_paths), verbose)
-
-  total = info.num_examples["train"]
-  num_val = int(validation_split * total) if validation_split else 0
-  splits = {None: "train", "training": f"train[:{total - num_val}]",
-            "validation": f"train[{total - num_val}:]"}
-  datasets = []
-  for name in subsets:
-    if splits[name] != "train" and (num_val == 0 or num_val == total):
-      raise ValueError(_no_images_message(directory, name if len(subsets) > 1 else None))
-    shards = reading.split_shards(dataset_dir, splits[name])
-    shuffled = shuffle and not (len(subsets) > 1 and name == "validation")
-    batch = options.batch_size or 32
-    pipeline = PipelineConfig(
-        image_size=options.image_size, channels=channels, batch_size=batch,
-        shuffle_buffer=batch * 8 if shuffled else 0, seed=int(seed),
-        deterministic=options.deterministic, normalize="none", label_mode="int",
-    )
-    ds = input_pipeline.make_dataset(shards, info.storage, pipeline, training=shuffled,
-                                     num_classes=info.num_classes)
-    ds = ds.map(plain(lambda images, labels: _keras_batch(images, labels, options)),
-                num_parallel_calls=tf.data.AUTOTUNE, deterministic=options.deterministic)
-    if options.batch_size is None:
-      ds = ds.unbatch().apply(tf.data.experimental.assert_cardinality(
-          sum(s.take for s in input_pipeline.as_slices(shards))))
-    ds = ds.prefetch(tf.data.AUTOTUNE)
-    ds.file_paths = [os.path.join(directory, f)
-                     for f in input_pipeline.read_filenames(shards)]
-    ds.skipped_files = sorted(skip_reasons)
-    ds.skip_reasons = dict(skip_reasons)
-    datasets.append(ds)
-  return datasets
-
-
-def _keras_batch(images, labels, options):
-  """uint8 batches from the shards -> what Keras delivers: float32 0-255, its label format."""
-  images = tf.cast(images, tf.float32)
-  if options.data_format == "channels_first":
-    images = tf.transpose(images, (0, 3, 1, 2))
-  if not options.label_mode:
-    return images
-  return images, ops.encode_labels(labels, options.label_mode, options.num_classes)
-
-
-def _cache_name(directory, image_paths, class_names, options) -> str:
-  """A config name that changes when the files, their sizes or times, or the settings do."""
-  digest = hashlib.sha1()
-  digest.update(filesystems.absolute(directory).encode())
-  digest.update(repr(list(class_names or [])).encode())
-  for path in sorted(image_paths):
-    try:
-      size, mtime_ns = filesystems.stat(path)
-      digest.update(f"{path}\0{size}\0{mtime_ns}\n".encode("utf-8", "surrogateescape"))
-    except OSError:  # a dangling symlink: its name still counts
-      digest.update(f"{path}\0missing\n".encode("utf-8", "surrogateescape"))
-  height, width = options.image_size
-  return f"raw{height}x{width}c{options.num_channels}_{digest.hexdigest()[:12]}"
-
-
-def _no_images_message(directory, which: Optional[str]) -> str:
-  prefix = {None: "No images", "training": "No training images",
-            "validation": "No validation images"}[which]
-  return f"{prefix} found in directory {directory}. Allowed formats: {ALLOWLIST_FORMATS}"
-
-
-def _from_files(paths, labels, options, shuffle, seed, verbose) -> tf.data.Dataset:
-  """Checks the files' headers, then streams the good ones: read, decode, resize, batch."""
-  headers, reasons = check_files(paths, options.num_channels)
-  sources, any_format = _decodable_sources(headers, options.num_channels, reasons)
+def _subset(directory, name, paths, labels, options, shuffle, seed, cache_dir) -> tf.data.Dataset:
+  """The dataset of one subset's files: checked, then decoded per file, or from the cache."""
+  checks, reasons = folder_files.check(paths)
   keep = [i for i, p in enumerate(paths) if p not in reasons]
-  good_paths = [paths[i] for i in keep]
-  if reasons:
-    _report_skipped(reasons, len(paths), verbose)
-  if any_format:
-    decode = _decoder_for(options, lambda encoded: ops.decode_any(encoded, options.num_channels))
+  good = [paths[i] for i in keep]
+  good_labels = None if labels is None else [labels[i] for i in keep]
+  if cache_dir is not None:
+    cached = folder_cache.read(directory, name or "all", good, good_labels, checks, options,
+                               cache_dir, shuffle, seed)
+    ds, delivered = cached.dataset, cached.file_paths
+    reasons.update(cached.skip_reasons)
   else:
-    decode = _decoder_for(options, lambda encoded: ops.decode(encoded, options.num_channels))
-  load = plain(lambda source: _load_image(source, decode, options))
-
-  ds = tf.data.Dataset.from_tensor_slices([sources[p] for p in good_paths])
-  if options.label_mode:
-    ds = tf.data.Dataset.zip((ds, tf.data.Dataset.from_tensor_slices(
-        np.asarray([labels[i] for i in keep], np.int32))))
-  if shuffle:
-    buffer = options.batch_size * 8 if options.batch_size is not None else 1024
-    ds = ds.shuffle(buffer_size=buffer, seed=seed)
-  if options.label_mode:
-    ds = ds.map(plain(lambda source, label: (load(source), label)),
-                num_parallel_calls=tf.data.AUTOTUNE, deterministic=options.deterministic)
-  else:
-    ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=options.deterministic)
-  # A file that passed the checks but still fails to decode is dropped, with a warning.
-  ds = ds.ignore_errors(log_warning=True)
-  if options.batch_size is not None:
-    ds = ds.batch(options.batch_size)
-  # `ignore_errors` hides the length from tf.data; the header check above already left out
-  # the files that cannot be read, so the count is known (as Keras's own loader states it).
-  count = len(good_paths)
-  if options.batch_size is not None:
-    count = -(-count // options.batch_size)
-  ds = ds.apply(tf.data.experimental.assert_cardinality(count))
-  if options.label_mode:
-    ds = ds.map(plain(lambda images, labels: (
-        images, ops.encode_labels(labels, options.label_mode, options.num_classes))))
-  ds = ds.prefetch(tf.data.AUTOTUNE).with_options(
-      input_pipeline.pipeline_options(options.deterministic))
-  ds.file_paths = good_paths
-  ds.skipped_files = [p for p in paths if p in reasons]
-  ds.skip_reasons = {p: reasons[p] for p in ds.skipped_files}
+    ds = folder_files.dataset(good, good_labels, checks, options, shuffle=shuffle, seed=seed)
+    delivered = good
+  ds.file_paths = delivered
+  ds.skip_reasons = {p: reasons[p] for p in paths if p in reasons}
   return ds
-
-
-def check_files(
-    paths: Sequence[str], channels: int
-) -> tuple[dict[str, image_headers.ImageHeader], dict[str, str]]:
-  """Headers of the good files and reasons for the bad ones, found without decoding.
-
-  Only files that look cut off (no end marker) are decoded, to tell truncation from
-  harmless trailing bytes.
-  """
-  headers, reasons = {}, {}
-  # One thread: ~15 us a file; Python threads contend for the GIL and were 4x slower.
-  for path in paths:
-    result = _header_or_reason(path)
-    if isinstance(result, str):
-      reasons[path] = result
-      continue
-    reason = None if result.complete else _decode_error(path, result, channels)
-    if reason:
-      reasons[path] = f"cut off: {reason}"
-    else:
-      headers[path] = result
-  return headers, reasons
-
-
-def _header_or_reason(path: str):
-  try:
-    return image_headers.read_header(path)
-  except image_headers.BadImageError as e:
-    return str(e)
-  except OSError as e:
-    return f"unreadable: {e}"
-
-
-def _decode_error(path: str, header: image_headers.ImageHeader, channels: int) -> Optional[str]:
-  """None if the file decodes, else the decoder's reason."""
-  try:
-    _decode_eagerly(path, header, channels)
-  except tf.errors.OpError as e:
-    return _short_error(e)
-  except (OSError, ValueError) as e:  # Pillow, for WebP.
-    return f"{type(e).__name__}: {e}"
-  return None
-
-
-def _decode_eagerly(path: str, header: image_headers.ImageHeader, channels: int) -> np.ndarray:
-  """Any readable image file -> uint8 (H, W, 3 or 4), with Pillow for WebP and for the BMPs
-  TensorFlow rejects or misreads (RLE, 1/4/8-bit palette, 16-bit)."""
-  if header.needs_pillow or header.format == "webp":
-    with filesystems.open_read(path) as f, \
-        Image.open(f, formats=["BMP" if header.needs_pillow else "WEBP"]) as image:
-      return np.asarray(image.convert("RGBA" if channels == 4 else "RGB"))
-  data = tf.constant(filesystems.read_bytes(path))
-  if channels == 4:
-    return ops.decode_any(data, 4).numpy()
-  # Every format TensorFlow reads decodes to RGB, also GIF, BMP and CMYK JPEG.
-  return tf.io.decode_image(data, channels=3, expand_animations=False).numpy()
-
-
-def _decodable_sources(headers: dict, channels: int, reasons: dict) -> tuple[dict[str, str], bool]:
-  """(path to read for each good file: itself, or an in-memory PNG of it; whether every
-  file must take the slower any-format decode).
-
-  The few files the fast decoder cannot turn into `channels` (GIF, BMP and CMYK JPEG for
-  grayscale; WebP always) are transcoded once to PNG in TensorFlow's in-memory file system,
-  so that one decode without control flow serves every file of the folder. When too many
-  files need it to keep them in memory, every file takes `ops.decode_any` (which reads
-  WebP too) and only the BMPs TensorFlow rejects or misreads are transcoded, by Pillow.
-  """
-  foreign = [path for path, header in headers.items()
-             if header.format == "webp" or header.needs_pillow
-             or (channels != 4 and header.format in ("gif", "bmp"))
-             or (channels == 1 and header.format == "jpeg" and header.components == 4)]
-  any_format = len(foreign) > _MAX_TRANSCODED
-  if any_format:
-    foreign = [path for path in foreign if headers[path].needs_pillow]
-  sources = {path: path for path in headers}
-  for path in foreign:
-    try:
-      image = _decode_eagerly(path, headers[path], channels)
-      if channels == 1:
-        image = np.round(image @ np.asarray(ops.LUMA_WEIGHTS, np.float32))[..., np.newaxis]
-      # Uncompressed: encoding costs a copy, and there are at most `_MAX_TRANSCODED` of them.
-      png = tf.io.encode_png(image.astype(np.uint8), compression=0)
-    except (tf.errors.OpError, OSError, ValueError) as e:
-      reasons[path] = f"cannot be transcoded: {e}"
-      del headers[path], sources[path]
-      continue
-    key = hashlib.sha1(filesystems.absolute(path).encode()).hexdigest()
-    sources[path] = f"{_TRANSCODED_DIR}/{key}.png"
-    tf.io.gfile.makedirs(_TRANSCODED_DIR)
-    with tf.io.gfile.GFile(sources[path], "wb") as f:
-      f.write(png.numpy())
-  return sources, any_format
-
-
-def _short_error(error: tf.errors.OpError) -> str:
-  """TensorFlow's error message without the op and function names around it."""
-  message = (error.message or type(error).__name__).splitlines()[0]
-  message = re.sub(r"^\{\{[^}]*\}\}\s*", "", message)
-  return re.sub(r"\s*\[Op:\w+\].*$", "", message)
 
 
 def _report_skipped(reasons: dict, total: int, verbose: bool) -> None:
   shown = "; ".join(f"{p} ({r})" for p, r in list(reasons.items())[:_SKIPPED_SHOWN])
   more = f"; and {len(reasons) - _SKIPPED_SHOWN} more" if len(reasons) > _SKIPPED_SHOWN else ""
-  message = f"Skipped {len(reasons)} of {total} files that cannot be decoded: {shown}{more}"
-  logging.warning(message)
+  message = f"Skipped {len(reasons)} of {total} files: {shown}{more}"
   if verbose:
-    print(message)
-
-
-def _decoder_for(options, keras_decode):
-  """`keras_decode` (Keras's full-size decode), or with `fast_decode` the JPEGs among the
-  files at their largest DCT scale still covering the output (`transform.decode_jpeg`)."""
-  channels = options.num_channels
-  if channels == 4:
-    # Neither JPEG nor GIF decoders make RGBA themselves (Keras fails on them here).
-    return lambda encoded: ops.decode_any(encoded, channels)
-  if not options.fast_decode or options.interpolation == "nearest":
-    return keras_decode
-  fit = _fit(options)
-
-  def decode(encoded):
-    image = tf.cond(
-        tf.io.is_jpeg(encoded),
-        lambda: transform.decode_jpeg(encoded, channels, options.image_size, fit),
-        lambda: keras_decode(encoded),
-    )
-    image.set_shape([None, None, channels])
-    return image
-
-  return decode
-
-
-def _fit(options) -> str:
-  if options.crop_to_aspect_ratio:
-    return "crop"
-  return "pad" if options.pad_to_aspect_ratio else "stretch"
-
-
-def _load_image(path: tf.Tensor, decode, options) -> tf.Tensor:
-  """Reads, decodes and resizes one image as Keras does (float32 0-255; uint8 for "nearest")."""
-  image = decode(tf.io.read_file(path))
-  size = options.image_size
-  image = transform.resize(image, size, method=options.interpolation, fit=_fit(options))
-  if options.interpolation == "nearest":
-    image = tf.cast(image, tf.uint8)  # Keras keeps the decoded dtype for "nearest".
-  if options.data_format == "channels_first":
-    image = tf.transpose(image, (2, 0, 1))
-    image.set_shape((options.num_channels, size[0], size[1]))
+    print(message)  # as Keras prints "Found N files ..."
   else:
-    image.set_shape((size[0], size[1], options.num_channels))
-  return image
+    logging.warning(message)
+
+
+def _no_images_message(directory, which: Optional[str]) -> str:
+  prefix = {None: "No images", "training": "No training images",
+            "validation": "No validation images"}[which]
+  return f"{prefix} found in directory {directory}. Allowed formats: {files.IMAGE_EXTENSIONS}"

@@ -1,7 +1,9 @@
-"""The one function that owns the order of the input pipeline: shards in, batches out.
+"""The functions that own the order of the input pipelines: shards or files in, batches out.
 
-Every reader (a glob of shards, a built dataset folder, a TFDS name) ends in `make_dataset`,
-so the order of shuffling, batching, parsing, decoding and normalising is decided here only.
+Every reader of records (a glob of shards, a built dataset folder, a TFDS name) ends in
+`make_dataset`, and the folder loader in `file_batches`, so the order of shuffling,
+batching, parsing, decoding and normalising, and the options every pipeline runs with, are
+decided here only.
 """
 
 from __future__ import annotations
@@ -9,14 +11,14 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
-from typing import Optional, Sequence, Union
+from typing import Callable, Optional, Sequence, Union
 
 import tensorflow as tf
 
+from petpipe.images import transform
 from petpipe.pipeline import ops
 from petpipe.pipeline import records
 from petpipe.pipeline import schema
-from petpipe.pipeline import transform
 from petpipe.pipeline.config import PipelineConfig
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -145,9 +147,52 @@ def make_dataset(
       plain(finish), num_parallel_calls=AUTOTUNE, deterministic=deterministic)
   batches = None if config.repeat or not exact_cardinality else batch_count(
       [s.take for s in slices], config.batch_size, config.drop_remainder, config.skip_batches)
+  return _finished(ds, batches, deterministic)
+
+
+def file_batches(
+    files: tf.data.Dataset,
+    load: Callable,
+    *,
+    count: int,
+    batch_size: Optional[int],
+    shuffle_buffer: int = 0,
+    seed: Optional[int] = None,
+    deterministic: bool = False,
+    finish: Optional[Callable] = None,
+) -> tf.data.Dataset:
+  """Streams batches from image files (the folder loader's pipeline).
+
+  Args:
+    files: one element per file (its path and what `load` needs besides, e.g. its label).
+    load: an element -> the decoded, resized example, run on files in parallel.
+    count: how many files `files` holds (the length `ignore_errors` hides from tf.data).
+    batch_size: examples per batch; None delivers single examples.
+    shuffle_buffer: files held by the shuffle buffer (0 or 1: no shuffle).
+    seed: the shuffle's seed.
+    deterministic: keep the order through the parallel decode.
+    finish: a batch -> what is delivered (e.g. labels in their final format).
+  """
+  ds = files
+  # Shuffle paths, not decoded images: the buffer stays small in bytes.
+  if shuffle_buffer > 1:
+    ds = ds.shuffle(shuffle_buffer, seed=seed)
+  # Each file is read, decoded and resized by itself, files in parallel.
+  ds = ds.map(plain(load), num_parallel_calls=AUTOTUNE, deterministic=deterministic)
+  # A file that passed the header check but still fails to decode is dropped, with a warning.
+  ds = ds.ignore_errors(log_warning=True)
+  if batch_size is not None:
+    ds = ds.batch(batch_size)
+  if finish is not None:
+    ds = ds.map(plain(finish), num_parallel_calls=AUTOTUNE, deterministic=deterministic)
+  return _finished(ds, count if batch_size is None else -(-count // batch_size), deterministic)
+
+
+def _finished(ds: tf.data.Dataset, batches: Optional[int], deterministic: bool) -> tf.data.Dataset:
+  """The last steps of every pipeline: the stated length, prefetch, and the options."""
   if batches is not None:
-    # Stated, not guessed: tf.data cannot see through interleave, and an epoch that ends
-    # early or late fails loudly instead of training silently on other data.
+    # Stated, not guessed: tf.data cannot see through interleave or `ignore_errors`, and an
+    # epoch that ends early or late fails loudly instead of training silently on other data.
     ds = ds.apply(tf.data.experimental.assert_cardinality(batches))
   # Prefetch so the next batches are prepared while the model trains on this one.
   ds = ds.prefetch(AUTOTUNE)

@@ -14,6 +14,12 @@
 #   `keras.config.is_interactive_logging_enabled`, and drops Keras' fallback for terminals
 #   that cannot encode Unicode: these messages are ASCII);
 # * remote paths use `tf.io.gfile` from TensorFlow directly instead of Keras' lazy module;
+# * files are found with `petpipe.images.files.walk` instead of `os.walk`, and its junk rules
+#   apply: named pipes, sockets and devices, names that are not UTF-8, symlink loops,
+#   hidden files (`._x.jpg`) and junk folders (`__MACOSX`, `.thumbnails`) are left out and
+#   recorded in the `left_out` list that `index_directory` and `iter_valid_files` now take,
+#   junk folders are never classes, and with `follow_links` each real folder is read once
+#   (the class folders are walked one after the other, sharing what they visited);
 # * `standardize_data_format` reads the public `keras.config.image_data_format()`;
 # * formatted to this project's 2-space indentation.
 """Keras' directory indexing and train/validation split, without Keras' private modules.
@@ -34,6 +40,8 @@ import sys
 from absl import logging
 import keras
 import numpy as np
+
+from petpipe.images import files
 
 
 def standardize_data_format(data_format):
@@ -73,6 +81,7 @@ def index_directory(
     seed=None,
     follow_links=False,
     verbose=True,
+    left_out=None,
 ):
   """List all files in `directory`, with their labels.
 
@@ -101,6 +110,8 @@ def index_directory(
       follow_links: Whether to visits subdirectories pointed to by symlinks.
       verbose: Whether the function prints number of files found and classes.
           Defaults to `True`.
+      left_out: a list that receives (path, reason, is_folder) for every file
+          and folder left out (see `petpipe.images.files.walk`).
 
   Returns:
       tuple (file_paths, labels, class_names).
@@ -122,7 +133,7 @@ def index_directory(
     subdirs = []
     for subdir in sorted(os_module.listdir(directory)):
       if path_module.isdir(path_module.join(directory, subdir)):
-        if not subdir.startswith("."):
+        if not files.is_junk(subdir.rstrip("/")) and files.is_utf8(subdir):
           if subdir.endswith("/"):
             subdir = subdir[:-1]
           subdirs.append(subdir)
@@ -155,15 +166,20 @@ def index_directory(
 
   # Build an index of the files
   # in the different class subfolders.
-  pool = ThreadPool()
+  pool = ThreadPool(1 if follow_links else None)
   results = []
   filenames = []
+  dirpaths = [path_module.join(directory, subdir) for subdir in subdirs]
+  visited = {}
+  for top in (directory, *dirpaths):
+    if not _is_remote_path(top) and (key := files.folder_key(top)) is not None:
+      visited.setdefault(key, top)
 
-  for dirpath in (path_module.join(directory, subdir) for subdir in subdirs):
+  for dirpath in dirpaths:
     results.append(
         pool.apply_async(
             index_subdirectory,
-            (dirpath, class_indices, follow_links, formats),
+            (dirpath, class_indices, follow_links, formats, left_out, visited),
         )
     )
   labels_list = []
@@ -215,25 +231,27 @@ def index_directory(
   return file_paths, labels, class_names
 
 
-def iter_valid_files(directory, follow_links, formats):
-  if _is_remote_path(directory):
-    import tensorflow as tf
+def iter_valid_files(directory, follow_links, formats, left_out=None, visited=None):
+  left_out = [] if left_out is None else left_out
 
-    io_module = tf.io.gfile
-  else:
-    io_module = os
+  def walk():
+    for root, dirnames, fnames in files.walk(directory, follow_links, left_out, visited):
+      left_out.extend((os.path.join(root, d), files.JUNK_REASON, True)
+                      for d in dirnames if files.is_junk(d))
+      dirnames[:] = [d for d in dirnames if not files.is_junk(d)]
+      yield root, dirnames, fnames
 
-  if not follow_links:
-    walk = io_module.walk(directory)
-  else:
-    walk = os.walk(directory, followlinks=follow_links)
-  for root, _, files in sorted(walk, key=lambda x: x[0]):
-    for fname in sorted(files):
+  for root, _, fnames in sorted(walk(), key=lambda x: x[0]):
+    for fname in sorted(fnames):
       if fname.lower().endswith(formats):
-        yield root, fname
+        if files.is_junk(fname):
+          left_out.append((os.path.join(root, fname), files.JUNK_REASON, False))
+        else:
+          yield root, fname
 
 
-def index_subdirectory(directory, class_indices, follow_links, formats):
+def index_subdirectory(directory, class_indices, follow_links, formats, left_out=None,
+                       visited=None):
   """Recursively walks directory and list image paths and their class index.
 
   Args:
@@ -256,7 +274,7 @@ def index_subdirectory(directory, class_indices, follow_links, formats):
     path_module = os.path
 
   dirname = os.path.basename(directory)
-  valid_files = iter_valid_files(directory, follow_links, formats)
+  valid_files = iter_valid_files(directory, follow_links, formats, left_out, visited)
   labels = []
   filenames = []
   for root, fname in valid_files:

@@ -18,7 +18,7 @@ from typing import Optional, Sequence
 
 import tensorflow as tf
 
-from petpipe.pipeline import filesystems
+from petpipe.images import filesystems
 
 FILE_NAME = "file_name"
 LABEL = "label"

@@ -1,23 +1,23 @@
-"""Small, named preprocessing ops: decode, crop, normalise, augment, encode labels.
+"""Small, named preprocessing ops of the pipelines: Keras's decode, raw records, channels,
+normalise, augment, encode labels.
 
 Each op is a plain TensorFlow function of tensors, so it runs the same eagerly and inside
 `tf.data` (the tests run every op both ways). Images are (H, W, C) or batches (B, H, W, C);
 decoders return uint8, the augmentations return float32 in [0, 255], and `normalize` makes
 the delivered dtype and range. The decode -> channels -> resize policy that builders,
-pipelines and prediction share lives in `transform`, built from these ops.
+pipelines and prediction share is `images.transform`.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Sequence
+
 
 import tensorflow as tf
 
+from petpipe.images import pixels
 from petpipe.pipeline import schema
 
-# ITU-R BT.601 luma, the weights libjpeg uses for its own RGB -> grayscale conversion.
-LUMA_WEIGHTS = (0.299, 0.587, 0.114)
 ZOOM_MIN_SCALE = 0.8
 MAX_ROTATION_DEGREES = 10.0
 
@@ -49,17 +49,6 @@ def decode_any(encoded: tf.Tensor, channels: int) -> tf.Tensor:
   return to_channels(image, channels)
 
 
-def decode_jpeg(encoded: tf.Tensor, channels: int, ratio: int = 1) -> tf.Tensor:
-  """Decodes a JPEG (or PNG, at full size) to uint8, `ratio` times smaller via the DCT.
-
-  Decoding at 1/ratio skips most of the inverse DCT and of the output pixels; `channels=1`
-  of a colour JPEG is converted inside libjpeg, which skips the chroma planes.
-  """
-  image = tf.io.decode_jpeg(encoded, channels=channels, ratio=ratio)
-  image.set_shape([None, None, channels])
-  return image
-
-
 def decode_raw(encoded: tf.Tensor, storage: schema.ImageStorage) -> tf.Tensor:
   """Reshapes raw uint8 records, one string or a batch of them, to (..., H, W, C) uint8.
 
@@ -70,13 +59,6 @@ def decode_raw(encoded: tf.Tensor, storage: schema.ImageStorage) -> tf.Tensor:
   image = tf.reshape(pixels, shape)
   image.set_shape([*encoded.shape, *storage.size, storage.channels])
   return image
-
-
-def to_grayscale(images: tf.Tensor) -> tf.Tensor:
-  """RGB -> one channel with libjpeg's weights, keeping the dtype (rounded for integers)."""
-  luma = tf.reduce_sum(tf.cast(images, tf.float32) * tf.constant(LUMA_WEIGHTS), axis=-1,
-                       keepdims=True)
-  return _cast_like(luma, images.dtype)
 
 
 def to_channels(images: tf.Tensor, channels: int) -> tf.Tensor:
@@ -90,7 +72,7 @@ def to_channels(images: tf.Tensor, channels: int) -> tf.Tensor:
   color = tf.cond(has_alpha, lambda: images[..., :-1], lambda: images)
   is_rgb = tf.equal(tf.shape(color)[-1], 3)
   if channels == 1:
-    images = tf.cond(is_rgb, lambda: to_grayscale(color), lambda: color[..., :1])
+    images = tf.cond(is_rgb, lambda: pixels.to_grayscale(color), lambda: color[..., :1])
   else:
     rgb = tf.cond(is_rgb, lambda: color[..., :3], lambda: tf.repeat(color[..., :1], 3, axis=-1))
     if channels == 4:
@@ -107,27 +89,14 @@ def convert_channels(images: tf.Tensor, channels: int) -> tf.Tensor:
   if stored == channels:
     return images
   if channels == 1:
-    return to_grayscale(images)
+    return pixels.to_grayscale(images)
   return tf.repeat(images, 3, axis=-1)
-
-
-def center_crop_to_aspect(images: tf.Tensor, size: Sequence[int]) -> tf.Tensor:
-  """Crops the largest central window with the aspect ratio of `size` (Keras `smart_resize`)."""
-  shape = tf.shape(images)
-  height, width = shape[-3], shape[-2]
-  crop_height = tf.cast(tf.cast(width * size[0], tf.float32) / size[1], tf.int32)
-  crop_height = tf.maximum(tf.minimum(height, crop_height), 1)
-  crop_width = tf.cast(tf.cast(height * size[1], tf.float32) / size[0], tf.int32)
-  crop_width = tf.maximum(tf.minimum(width, crop_width), 1)
-  top = (height - crop_height) // 2
-  left = (width - crop_width) // 2
-  return images[..., top:top + crop_height, left:left + crop_width, :]
 
 
 def normalize(images: tf.Tensor, mode: str) -> tf.Tensor:
   """Maps [0, 255] pixels to float32 "0-1" or "-1-1", or to uint8 for "none"."""
   if mode == "none":
-    return _cast_like(images, tf.uint8)
+    return pixels.to_uint8(images)
   images = tf.cast(images, tf.float32)
   if mode == "0-1":
     return images / 255.0
@@ -205,10 +174,3 @@ def encode_labels(labels: tf.Tensor, label_mode: str, num_classes: int) -> tf.Te
       'label_mode must be one of "int", "categorical", "binary". '
       f"Received: label_mode={label_mode!r}"
   )
-
-
-def _cast_like(images: tf.Tensor, dtype: tf.DType) -> tf.Tensor:
-  """Casts, rounding and saturating when going from floats to integers."""
-  if dtype.is_integer and not images.dtype.is_integer:
-    return tf.saturate_cast(tf.math.round(images), dtype)
-  return tf.cast(images, dtype)

@@ -16,6 +16,7 @@ from typing import Mapping, Optional, Sequence, Union
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from petpipe.images import errors
 from petpipe.pipeline import records
 from petpipe.pipeline import schema
 from petpipe.pipeline import verify
@@ -24,8 +25,6 @@ from petpipe.pipeline.input_pipeline import ShardSlice, make_dataset
 
 Files = Union[str, os.PathLike, Sequence[Union[str, os.PathLike]]]
 
-# TFDS names shards `<name>-<split>.tfrecord-00000-of-00004`.
-_SPLIT_OF_SHARD = re.compile(r"-(?P<split>[^-]+)\.(tfrecord|array_record)(-\d+-of-\d+)?$")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -218,8 +217,17 @@ def split_shards(dataset_dir: str, split: str) -> list:
 
 
 def tfds_dataset_dir(name: str, data_dir: Optional[Union[str, os.PathLike]]) -> str:
-  """The version folder of the TFDS dataset `name` (e.g. "pet_images/gray100") in `data_dir`."""
-  builder = tfds.builder(name, data_dir=None if data_dir is None else os.fspath(data_dir))
+  """The version folder of the TFDS dataset `name` (e.g. "pet_images/gray100") in `data_dir`
+  (TFDS's default when None): the one place a TFDS name becomes files.
+
+  Raises:
+    FileNotFoundError: TFDS knows no such dataset, or it is not built there.
+  """
+  try:
+    builder = tfds.builder(name, data_dir=None if data_dir is None else os.fspath(data_dir))
+  except Exception as e:  # TFDS raises several types for a name it cannot find
+    where = data_dir or "the default TFDS data dir"
+    raise FileNotFoundError(f"no built {name} in {where} ({errors.one_line(e)})") from None
   folder = os.fspath(builder.data_dir)
   if not tf.io.gfile.exists(os.path.join(folder, "features.json")):
     raise FileNotFoundError(
@@ -270,8 +278,8 @@ def _count_records(paths: Sequence[str]) -> dict[str, int]:
   """Examples per split, counted by reading the shards (split taken from the file names)."""
   by_split: dict[str, list[str]] = {}
   for path in paths:
-    match = _SPLIT_OF_SHARD.search(os.path.basename(path))
-    by_split.setdefault(match.group("split") if match else "unknown", []).append(path)
+    name = records.shard_name(path)
+    by_split.setdefault(name.split if name else "unknown", []).append(path)
   return {split: sum(records.num_records(f) for f in files)
           for split, files in sorted(by_split.items())}
 

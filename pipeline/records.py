@@ -9,13 +9,31 @@ a split stored that way can be shuffled globally: the pipeline shuffles record i
 from __future__ import annotations
 
 import os
-from typing import Sequence
+import re
+from typing import NamedTuple, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
 
 TFRECORD = "tfrecord"
 ARRAY_RECORD = "array_record"
+# TFDS names record files `<name>-<split>.<format>-00000-of-00004`.
+_SHARD_NAME = re.compile(
+    r"^(?P<prefix>.+)-(?P<split>[A-Za-z0-9_]+)\.(?P<format>tfrecord|array_record)(-\d+-of-\d+)?$")
+
+
+class ShardName(NamedTuple):
+  """The parts of a TFDS record file name: `<prefix>-<split>.<format>...`."""
+
+  prefix: str
+  split: str
+  format: str
+
+
+def shard_name(path: str) -> Optional[ShardName]:
+  """The parts of a TFDS-named record file, or None for another name."""
+  match = _SHARD_NAME.match(os.path.basename(os.fspath(path)))
+  return ShardName(match["prefix"], match["split"], match["format"]) if match else None
 
 
 def file_format(path: str) -> str:

@@ -12,6 +12,8 @@ from typing import Optional
 
 import tensorflow as tf
 
+from petpipe.images import errors
+
 PROTOCOL = "grpc"
 # Seconds to wait for the dispatcher to accept a connection.
 CONNECT_SECONDS = 10
@@ -39,7 +41,7 @@ def check_dispatcher(address: str, timeout: float = CONNECT_SECONDS) -> None:
     socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
   except OSError as e:
     raise ConnectionError(
-        f"no tf.data service dispatcher answers at {address} ({e.strerror or e}); start one "
+        f"no tf.data service dispatcher answers at {address} ({errors.one_line(e)}); start one "
         "with `petpipe data-service dispatcher`.") from None
 
 

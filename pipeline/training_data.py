@@ -15,13 +15,13 @@ import dataclasses
 import hashlib
 import json
 import os
-import re
 from typing import Callable, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from petpipe.images import transform
 from petpipe.pipeline import records
 from petpipe.pipeline import schema
 from petpipe.pipeline import service
@@ -29,13 +29,11 @@ from petpipe.pipeline import sharding
 from petpipe.pipeline.config import PipelineConfig
 from petpipe.pipeline.folder_loader import image_dataset_from_directory
 from petpipe.pipeline.reading import check_one_dataset, from_shards, record_counts
+from petpipe.pipeline.reading import tfds_dataset_dir
 
 SPLITS = ("train", "validation", "test")
-DEFAULT_IMAGE_SIZE = (100, 100)  # the tutorial's, when the data does not fix one
 DEFAULT_CHANNELS = 1
 FOLDER_VALIDATION_SPLIT = 0.2
-
-_SHARD_NAME = re.compile(r"^(?P<prefix>.+)-(?P<split>[A-Za-z0-9_]+)\.(?P<format>tfrecord|array_record)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -174,20 +172,13 @@ def _record_files(source: DataSource) -> tuple[dict, tfds.features.FeaturesDict]
     check_one_dataset([f for split_files in files.values() for f in split_files])
     return files, schema.load_features(os.path.dirname(files["train"][0]))
   if source.dataset:
-    try:
-      builder = tfds.builder(source.dataset, data_dir=source.data_dir)
-    except Exception as e:  # TFDS raises several types for a name it cannot find
-      where = source.data_dir or "the default TFDS data dir"
-      raise FileNotFoundError(f"no built {source.dataset} in {where} ({_one_line(e)})") from None
-    if not builder.is_prepared():
-      raise FileNotFoundError(f"{source.dataset} is not built (no {builder.data_dir}).")
-    folder = os.fspath(builder.data_dir)
+    folder = tfds_dataset_dir(source.dataset, source.data_dir)
   else:
     folder = os.path.expanduser(source.dataset_dir)
-    if not tf.io.gfile.exists(os.path.join(folder, "dataset_info.json")):
-      raise FileNotFoundError(f"{source.dataset_dir} is not a built dataset folder "
-                              "(no dataset_info.json).")
-    builder = tfds.builder_from_directory(folder)
+  if not tf.io.gfile.exists(os.path.join(folder, "dataset_info.json")):
+    raise FileNotFoundError(f"{source.dataset or source.dataset_dir} is not a built dataset "
+                            "folder (no dataset_info.json).")
+  builder = tfds.builder_from_directory(folder)
   splits = builder.info.splits
   files = {s: [os.fspath(p) for p in splits[s].filepaths] for s in SPLITS if s in splits}
   if "train" not in files:
@@ -200,7 +191,7 @@ def _record_data(files_by_split: dict, feats, shape, seed: int, deterministic: b
   """A `TrainingData` over record files, batched and divided among workers per `layout`."""
   class_names = schema.class_names_of(feats)
   storage = schema.storage_of(feats)
-  size = shape[0] or (tuple(storage.size) if storage.size else DEFAULT_IMAGE_SIZE)
+  size = shape[0] or (tuple(storage.size) if storage.size else transform.DEFAULT_IMAGE_SIZE)
   channels = shape[1] or storage.channels
   # uint8 out: the model rescales (and augments) on the device.
   base = PipelineConfig(image_size=size, channels=channels, batch_size=layout.batch_size,
@@ -277,14 +268,9 @@ def _glob(pattern: str, name: str) -> list[str]:
   return files
 
 
-def _split_of(path: str) -> Optional[Tuple[str, str, str]]:
-  match = _SHARD_NAME.match(os.path.basename(path))
-  return (match["prefix"], match["split"], match["format"]) if match else None
-
-
 def _siblings(train_files: Sequence[str], split: str) -> list[str]:
   """The files of `split` next to TFDS-named training shards (`<name>-train.tfrecord*`)."""
-  named = {_split_of(f) for f in train_files}
+  named = {records.shard_name(f) for f in train_files}
   if len(named) != 1 or None in named:
     return []
   ((prefix, _, file_format),) = named
@@ -293,7 +279,7 @@ def _siblings(train_files: Sequence[str], split: str) -> list[str]:
 
 
 def _check_one_split(files: Sequence[str], name: str) -> None:
-  splits = sorted({s[1] for s in map(_split_of, files) if s})
+  splits = sorted({s.split for s in map(records.shard_name, files) if s})
   if len(splits) > 1:
     raise ValueError(f"{name} matches files of several splits ({', '.join(splits)}); "
                      "point it at one split.")
@@ -310,11 +296,6 @@ def _label_counts(files: Sequence[str], num_classes: int) -> list[int]:
   return [int(c) for c in counts]
 
 
-def _one_line(error: BaseException) -> str:
-  text = str(error).strip().splitlines()
-  return text[0] if text else type(error).__name__
-
-
 # ------------------------------------------------------------------------------ folder
 
 
@@ -325,7 +306,7 @@ def _folder_data(folder: str, shape, seed: int, layout: InputLayout) -> Training
   if layout.data_service:
     raise ValueError("A tf.data service reads record shards, not a folder: build the "
                      "folder first (the image_folder builder), then read the dataset.")
-  size = shape[0] or DEFAULT_IMAGE_SIZE
+  size = shape[0] or transform.DEFAULT_IMAGE_SIZE
   channels = shape[1] or DEFAULT_CHANNELS
   # One seeded split into train and validation; the seed must stay the same for both
   # subsets, so the training order is the loader's own reshuffle, not per-epoch seeds.

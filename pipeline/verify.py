@@ -14,16 +14,16 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
-import posixpath
-import zipfile
 
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from petpipe.pipeline import filesystems
+from petpipe.images import errors
+from petpipe.images import files
+from petpipe.images import filesystems
+from petpipe.images import sources
 from petpipe.pipeline import records
 
 _FRAMING_BYTES = 16  # length (8) + length CRC (4) + data CRC (4)
@@ -83,8 +83,8 @@ def verify(dataset_dir: str, splits=None) -> list[ShardReport]:
         for batch in records.in_order([path], batch_size):
           count += int(batch.shape[0])
       except (tf.errors.DataLossError, tf.errors.UnknownError, RuntimeError, OSError) as e:
-        detail = str(e).split("}}")[-1].split("[Op:")[0].strip().splitlines()[0]
-        raise CorruptDatasetError(f"{path}: {detail} (after {count} good records)") from None
+        raise CorruptDatasetError(
+            f"{path}: {errors.one_line(e)} (after {count} good records)") from None
       _check_count(path, count, expected)
       reports.append(ShardReport(path, expected, count))
   return reports
@@ -101,15 +101,8 @@ def _array_record_count(path: str) -> int:
   try:
     return records.num_records(path)
   except (RuntimeError, OSError, ValueError) as e:  # the footer (index) does not parse
-    detail = (str(e).strip().splitlines() or [type(e).__name__])[0]
-    raise CorruptDatasetError(f"{path}: not a readable ArrayRecord file ({detail})") from None
-
-
-def _sha256(f) -> str:
-  h = hashlib.sha256()
-  while chunk := f.read(1 << 20):
-    h.update(chunk)
-  return h.hexdigest()
+    raise CorruptDatasetError(
+        f"{path}: not a readable ArrayRecord file ({errors.one_line(e)})") from None
 
 
 def changed_sources(dataset_dir: str, root: str) -> list[tuple[str, str]]:
@@ -128,15 +121,15 @@ def changed_sources(dataset_dir: str, root: str) -> list[tuple[str, str]]:
     for row in rows:
       try:
         with filesystems.open_read(os.path.join(root, *row["path"].split("/"))) as f:
-          digest = _sha256(f)
+          digest, _ = files.stream_sha256(f)
       except OSError:
         problems.append((row["path"], "missing"))
         continue
       if digest != row["sha256"]:
         problems.append((row["path"], "changed"))
     return problems
-  with filesystems.open_read(root) as stream, zipfile.ZipFile(stream) as zf:
-    names = {posixpath.normpath(n.replace("\\", "/")): n for n in zf.namelist() if not n.endswith("/")}
+  with sources.open_zip(root) as zf:
+    names = sources.member_table(zf.namelist()).clean
     # The class folders may sit under a top folder (PetImages/): the first stored path finds it.
     prefix = ""
     if rows and rows[0]["path"] not in names:
@@ -149,7 +142,7 @@ def changed_sources(dataset_dir: str, root: str) -> list[tuple[str, str]]:
         continue
       try:
         with zf.open(name) as f:
-          digest = _sha256(f)
+          digest, _ = files.stream_sha256(f)
       except Exception:  # a bad member is a changed one
         digest = ""
       if digest != row["sha256"]:

@@ -10,7 +10,7 @@ import os
 
 import click
 
-from petpipe.builders import sample_data
+from petpipe import sample_data
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})

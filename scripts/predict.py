@@ -22,6 +22,7 @@ import click
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from petpipe import prediction  # noqa: E402
+from petpipe.images import errors  # noqa: E402
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -41,7 +42,7 @@ def main(paths: tuple, model_path: str, classes_path: Optional[str], batch_size:
                                        batch_size=batch_size, unsafe=unsafe)
   except FileNotFoundError as e:
     hint = "--classes" if classes_path and e.filename == classes_path else "--model"
-    raise click.BadParameter(e.strerror or str(e), param_hint=hint) from None
+    raise click.BadParameter(errors.one_line(e), param_hint=hint) from None
   except prediction.UnsafeModelError as e:
     raise click.ClickException(f"{e} Pass --unsafe if you trust the file.") from None
   except ValueError as e:

@@ -18,11 +18,12 @@ import click
 def main(dataset_dir: str, split: str, count: int, out_dir: str) -> None:
   """Writes a PNG grid of examples (label and file name) and a PNG of the build card."""
   from petpipe import show  # imported here: it starts TensorFlow, which -h does not need
+  from petpipe.images import errors
 
   try:
     written = show.show(dataset_dir, out_dir, split, count)
   except (OSError, ValueError) as e:
-    raise click.ClickException(str(e).strip().splitlines()[0]) from None
+    raise click.ClickException(errors.one_line(e)) from None
   click.echo("Wrote " + ", ".join(p for p in written if p))
 
 

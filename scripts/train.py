@@ -20,6 +20,7 @@ import click
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from petpipe import experiment  # noqa: E402
+from petpipe.images import errors  # noqa: E402
 from petpipe import models  # noqa: E402
 from petpipe.models import accelerator  # noqa: E402
 from petpipe.models import strategy  # noqa: E402
@@ -118,7 +119,7 @@ def main(**options):
                err=True)
     raise click.exceptions.Exit(130)
   except (OSError, ValueError) as e:  # ConnectionError is an OSError
-    raise click.ClickException(_one_line(e)) from None
+    raise click.ClickException(errors.one_line(e)) from None
   final = metrics["final"]
   shown = next((s for s in ("test", "validation") if final[s]), "train")
   click.echo(f"{shown.capitalize()} accuracy: {final[shown]['accuracy']:.1%} "
@@ -132,11 +133,6 @@ def main(**options):
     return
   click.echo(f"Outputs in {config.out}: " + ", ".join(
       v for k, v in experiment.OUTPUTS.items() if k != "backup") + ".")
-
-
-def _one_line(error: BaseException) -> str:
-  text = str(error).strip().splitlines()
-  return text[0] if text else type(error).__name__
 
 
 if __name__ == "__main__":

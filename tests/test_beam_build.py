@@ -4,7 +4,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from petpipe.builders import folder_builder
-from petpipe.builders import sample_data
+from petpipe import sample_data
 from petpipe.builders.pet_images import pet_images_dataset_builder as pet_images
 
 beam = pytest.importorskip("apache_beam")

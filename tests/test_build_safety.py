@@ -17,7 +17,7 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 from petpipe.builders import folder_builder
-from petpipe.builders import sources
+from petpipe.images import sources
 from petpipe.builders.folder_config import FolderConfig
 from petpipe.builders.image_folder import image_folder_dataset_builder as image_folder
 
@@ -191,7 +191,8 @@ def test_junk_and_hidden_folders_are_never_classes(tmp_path):
   for name in ("cat", "dog", "__MACOSX", ".git", "@eaDir"):
     (tmp_path / name).mkdir()
   assert sources.subfolders(str(tmp_path)) == ["cat", "dog"]
-  assert sources.FolderSource(str(tmp_path), ["cat", "dog"]).ignored_folders() == [".git", "@eaDir", "__MACOSX"]
+  ignored = sources.FolderSource(str(tmp_path), ["cat", "dog"]).listing().ignored_folders
+  assert ignored == [(f"{name}/", "junk folder: never a class") for name in (".git", "@eaDir", "__MACOSX")]
 
 
 @pytest.fixture(scope="module")
@@ -251,7 +252,7 @@ def changed_during_build(tmp_path_factory):
     (root / cls).mkdir()
     for i in range(4):
       (root / cls / f"{i}.jpg").write_bytes(jpeg(hash((cls, i, "c")) % 1000))
-  validated = folder_builder._validated
+  validated = folder_builder.FolderBuilder._validated
 
   def validate_then_overwrite(*args, **kwargs):
     verdicts = validated(*args, **kwargs)
@@ -260,7 +261,7 @@ def changed_during_build(tmp_path_factory):
     return verdicts
 
   patch = pytest.MonkeyPatch()
-  patch.setattr(folder_builder, "_validated", validate_then_overwrite)
+  patch.setattr(folder_builder.FolderBuilder, "_validated", validate_then_overwrite)
   try:
     builder = build(config(root, encoding="jpeg", image_size=None, channels=3), root.parent / (root.name + "_out"))
   finally:
@@ -350,7 +351,7 @@ def test_bytes_after_a_jpeg_end_marker_beyond_the_slack_are_trimmed_and_recorded
 
 
 def test_jpeg_end_is_found_past_a_thumbnail_end_marker():
-  from petpipe.builders import validation
+  from petpipe.images import validation
   data = jpeg(3)
   thumb = jpeg(4)
   app1 = b"\xff\xe1" + (len(thumb) + 2).to_bytes(2, "big") + thumb  # a thumbnail's own FFD9 inside
@@ -441,7 +442,7 @@ def test_a_second_build_of_the_same_folder_fails_at_once_naming_the_holders_pid(
 
 
 def test_bmps_tensorflow_rejects_or_misreads_are_stored_with_pillows_pixels(tmp_path):
-  from petpipe.builders import fault_corpus
+  from tests import fault_corpus
 
   rng = np.random.default_rng(2)
   root = tmp_path / "bmps"

@@ -14,8 +14,8 @@ import tensorflow_datasets as tfds
 from tensorflow_datasets.core import example_serializer
 
 from petpipe.builders import folder_builder
-from petpipe.builders import sample_data
-from petpipe.builders import sources
+from petpipe import sample_data
+from petpipe.images import sources
 from petpipe.builders import splits
 from petpipe.builders import stable_records
 from petpipe.builders.folder_config import FolderConfig
@@ -23,7 +23,7 @@ from petpipe.builders.image_folder import image_folder_dataset_builder as image_
 from petpipe.builders.pet_images import pet_images_dataset_builder as pet_images
 from petpipe.pipeline import ops
 from petpipe.pipeline import schema
-from petpipe.pipeline import transform
+from petpipe.images import transform
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -229,7 +229,7 @@ def test_zip_input_gives_the_same_examples_as_the_folder(pets, tmp_path):
 
 
 def test_zip_member_names_are_normalised_and_escapes_recorded_as_skips(tmp_path):
-  assert sources.normalised_members(["PetImages\\Cat\\1.jpg", "readme.txt", "PetImages/Dog/"], "PetImages/") == {
+  assert sources.member_table(["PetImages\\Cat\\1.jpg", "readme.txt", "PetImages/Dog/"], "PetImages/").clean == {
       "Cat/1.jpg": "PetImages\\Cat\\1.jpg"
   }
   table = sources.member_table(["PetImages/../../etc/passwd"], "PetImages/")
@@ -238,7 +238,7 @@ def test_zip_member_names_are_normalised_and_escapes_recorded_as_skips(tmp_path)
   with zipfile.ZipFile(path, "w") as zf:
     zf.writestr("PetImages/Cat/0.jpg", b"x")
     zf.writestr("PetImages/Dog/../../../outside.jpg", b"x")
-  found = sources.ZipSource(str(path), ["Cat", "Dog"], "PetImages/").candidates()
+  found = sources.ZipSource(str(path), ["Cat", "Dog"], "PetImages/").listing().candidates
   assert [(c.path, c.skip_reason[:11]) for c in found] == [("Cat/0.jpg", ""), ("Dog/../../../outside.jpg", "unsafe_path")]
 
 
@@ -251,7 +251,7 @@ def test_cat_dog_folders_found_with_or_without_petimages(tmp_path, layout):
   else:
     manual = tmp_path
   source = pet_images.find_source(str(manual))
-  assert len(source.candidates()) == 6
+  assert len(source.listing().candidates) == 6
 
 
 def test_missing_or_empty_manual_dir_says_what_to_put_there(tmp_path):
@@ -298,8 +298,9 @@ def test_image_folder_reads_any_class_folders_extensions_and_nesting(tmp_path):
   assert sorted((e["image/filename"].decode(), int(e["label"])) for e in exs) == [
       ("daisy/a.JPG", 1), ("daisy/b.Png", 1), ("daisy/sub/c.jpeg", 1), ("rose/d.webp", 0), ("rose/e.BMP", 0), ("rose/f.gif", 0)
   ]
-  ignored = [r["path"] for r in folder_builder.read_manifest(builder.data_dir) if r["status"] == "ignored"]
-  assert ignored == ["daisy/.DS_Store"]
+  ignored = [(r["path"], r["reason"]) for r in folder_builder.read_manifest(builder.data_dir)
+             if r["status"] == "ignored"]
+  assert ignored == [("daisy/.DS_Store", "not an image file name"), ("tulip/", "folder not in class_names")]
 
 
 @pytest.mark.parametrize(

@@ -17,13 +17,13 @@ import tensorflow as tf
 
 from petpipe import pipeline
 from petpipe.builders import folder_builder
-from petpipe.builders import sample_data
-from petpipe.builders import sources
+from petpipe import sample_data
+from petpipe.images import sources
 from petpipe.builders.folder_config import FolderConfig
 from petpipe.builders.image_folder import image_folder_dataset_builder as image_folder
 from petpipe.models import checkpoint
 from petpipe.models import plots
-from petpipe.pipeline import filesystems
+from petpipe.images import filesystems
 from petpipe.pipeline import folder_lock
 from petpipe.pipeline import verify
 from tests.shards_fixture import BAD_FILES
@@ -119,8 +119,8 @@ def test_sources_on_ram_pickle_and_read_after_unpickling(pictures, tmp_path):
   for source in (sources.FolderSource(to_ram(pictures), ["Cat", "Dog"]),
                  sources.ZipSource(to_ram(archive), ["Cat", "Dog"])):
     copy = pickle.loads(pickle.dumps(source))
-    first = next(c for c in source.candidates() if c.is_image)
-    assert [c.path for c in copy.candidates()] == [c.path for c in source.candidates()]
+    first = next(c for c in source.listing().candidates if c.is_image)
+    assert [c.path for c in copy.listing().candidates] == [c.path for c in source.listing().candidates]
     assert copy.read(first.path) == source.read(first.path)
     assert copy.size(first.path) == len(copy.read(first.path))
 
@@ -154,8 +154,8 @@ def test_folder_loader_skips_bad_ram_files_with_their_reason(bad_folder):
   remote = to_ram(bad_folder)
   ds = pipeline.image_dataset_from_directory(remote, image_size=8, seed=0, verbose=False)
   assert sorted(ds.skipped_files) == sorted(f"{remote}/{name}" for name in BAD_FILES)
-  assert ds.skip_reasons[f"{remote}/Cat/empty.jpg"] == "empty file"
-  assert ds.skip_reasons[f"{remote}/Dog/cut_off.jpg"].startswith("cut off")
+  assert ds.skip_reasons[f"{remote}/Cat/empty.jpg"] == "empty: zero bytes"
+  assert ds.skip_reasons[f"{remote}/Dog/cut_off.jpg"].startswith("truncated: ")
 
 
 def test_training_state_and_pictures_write_to_ram():
@@ -215,4 +215,4 @@ def test_pet_images_finds_its_folder_or_zip_on_ram(tmp_path):
                                 "PetImages")
   found = pet_images.find_source(os.path.dirname(to_ram(archive)))
   assert isinstance(found, sources.ZipSource) and found.prefix == "PetImages/"
-  assert len([c for c in found.candidates() if c.is_image]) == 4
+  assert len([c for c in found.listing().candidates if c.is_image]) == 4

@@ -6,7 +6,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from petpipe import pipeline
-from petpipe.builders import sample_data
+from petpipe import sample_data
 from petpipe.builders.pet_images import pet_images_dataset_builder as pet_images
 from petpipe.pipeline import service
 from tests import data_service_servers

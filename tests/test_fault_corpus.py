@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from petpipe.builders import fault_corpus
+from tests import fault_corpus
 from petpipe.builders import folder_builder
 from petpipe.builders.folder_config import FolderConfig
 from petpipe.builders.image_folder import image_folder_dataset_builder as image_folder

@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 from petpipe import pipeline
-from petpipe.pipeline import folder_loader
+from petpipe.pipeline import folder_files
 from tests.shards_fixture import BAD_FILES, CLASS_NAMES, write_image_folder
 
 ours = pipeline.image_dataset_from_directory
@@ -57,10 +57,12 @@ def test_bad_arguments_raise_what_keras_raises(clean_folder, kwargs):
       theirs, clean_folder, verbose=False, **kwargs)
 
 
-def test_no_images_raises_what_keras_raises(tmp_path):
+def test_no_images_raises_keras_error_naming_the_formats_read(tmp_path):
   os.makedirs(tmp_path / "Cat")
-  assert error_of(ours, str(tmp_path), verbose=False) == error_of(theirs, str(tmp_path),
-                                                                  verbose=False)
+  kind, message = error_of(ours, str(tmp_path), verbose=False)
+  assert kind == error_of(theirs, str(tmp_path), verbose=False)[0] == ValueError
+  assert message == (f"No images found in directory {tmp_path}. Allowed formats: "
+                     "('.jpg', '.jpeg', '.png', '.gif', '.bmp', '.webp')")
 
 
 def test_same_files_classes_and_structure_as_keras(clean_folder):
@@ -191,8 +193,8 @@ def test_bad_files_are_skipped_and_reported(bad_folder, clean_folder, capsys):
   expected = sorted(os.path.join(bad_folder, *name.split("/")) for name in BAD_FILES)
   assert sorted(ds.skipped_files) == expected
   assert set(ds.skip_reasons) == set(expected)
-  assert ds.skip_reasons[os.path.join(bad_folder, "Cat", "empty.jpg")] == "empty file"
-  assert ds.skip_reasons[os.path.join(bad_folder, "Dog", "cut_off.jpg")].startswith("cut off")
+  assert ds.skip_reasons[os.path.join(bad_folder, "Cat", "empty.jpg")] == "empty: zero bytes"
+  assert ds.skip_reasons[os.path.join(bad_folder, "Dog", "cut_off.jpg")].startswith("truncated: ")
   assert "Skipped 3 of 15 files" in capsys.readouterr().out
   images, _ = collect(ds)
   assert len(images) == len(ds.file_paths) == 12
@@ -222,7 +224,7 @@ def test_foreign_formats_are_read_not_skipped(tmp_path):
 
 @pytest.mark.parametrize("color_mode", ["grayscale", "rgb"])
 def test_every_file_that_passes_the_checks_decodes(tmp_path_factory, color_mode):
-  from petpipe.builders import fault_corpus
+  from tests import fault_corpus
 
   root = str(tmp_path_factory.mktemp("faults") / "corpus")
   faults = fault_corpus.write_fault_corpus(root, good_per_class=2, copies=1)
@@ -238,39 +240,46 @@ def test_every_file_that_passes_the_checks_decodes(tmp_path_factory, color_mode)
 
 
 @pytest.mark.slow
-def test_cache_dir_converts_once_and_streams_the_shards(bad_folder, tmp_path):
+def test_cache_dir_holds_the_fast_decode_pixels_of_each_subset_and_is_read_again(bad_folder,
+                                                                                 tmp_path):
   cache = str(tmp_path / "cache")
-  kwargs = dict(color_mode="grayscale", image_size=8, seed=2, validation_split=0.25,
-                subset="both", verbose=False, cache_dir=cache)
-  train, val = ours(bad_folder, **kwargs)
+  kwargs = dict(color_mode="grayscale", image_size=8, validation_split=0.25, subset="both",
+                verbose=False, shuffle=False)
+  train, val = ours(bad_folder, cache_dir=cache, **kwargs)
+  fast_train, fast_val = ours(bad_folder, fast_decode=True, **kwargs)
   expected_bad = sorted(os.path.join(bad_folder, *name.split("/")) for name in BAD_FILES)
-  assert train.skipped_files == val.skipped_files == expected_bad
+  assert sorted(train.skipped_files + val.skipped_files) == expected_bad
   assert train.class_names == list(CLASS_NAMES)
-  images, labels = collect(train)
-  assert images.shape == (9, 8, 8, 1) and images.dtype == np.float32 and images.max() > 1
-  assert len(collect(val)[0]) == 3
-  assert sorted(train.file_paths + val.file_paths) == sorted(
-      set(theirs(bad_folder, verbose=False, shuffle=False).file_paths) - set(expected_bad))
-  built = os.listdir(os.path.join(cache, "image_folder"))
-  again = ours(bad_folder, **kwargs)[0]
-  assert os.listdir(os.path.join(cache, "image_folder")) == built
-  assert len(collect(again)[0]) == 9
+  # The subsets are those without the cache, with the pixels and labels of `fast_decode`.
+  for cached, fast in ((train, fast_train), (val, fast_val)):
+    assert cached.file_paths == fast.file_paths
+    (got, got_labels), (expected, expected_labels) = collect(cached), collect(fast)
+    assert got.dtype == np.float32 and got.shape == expected.shape
+    np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(got_labels, expected_labels)
+  entries = sorted(os.listdir(cache))
+  assert len(entries) == 2  # one per subset
+  mtimes = [os.stat(os.path.join(cache, e)).st_mtime_ns for e in entries]
+  again = ours(bad_folder, cache_dir=cache, **kwargs)[0]
+  assert sorted(os.listdir(cache)) == entries
+  assert [os.stat(os.path.join(cache, e)).st_mtime_ns for e in entries] == mtimes
+  np.testing.assert_array_equal(collect(again)[0], collect(train)[0])
 
 
-def test_cache_dir_refuses_what_the_cache_cannot_hold(clean_folder, tmp_path):
-  with pytest.raises(ValueError, match="crop_to_aspect_ratio=True"):
-    ours(clean_folder, crop_to_aspect_ratio=True, cache_dir=str(tmp_path), verbose=False)
+def test_cache_dir_refuses_rgba_and_a_folder_inside_the_folder_read(clean_folder, tmp_path):
   with pytest.raises(ValueError, match="rgba"):
     ours(clean_folder, color_mode="rgba", cache_dir=str(tmp_path), verbose=False)
+  with pytest.raises(ValueError, match="cache_dir must lie outside the folder being read"):
+    ours(clean_folder, cache_dir=os.path.join(clean_folder, "cache"), verbose=False)
 
 
-def test_check_files_reads_headers_only(bad_folder):
+def test_the_check_reads_headers_only(bad_folder):
   paths = [os.path.join(bad_folder, "Cat", name) for name in sorted(os.listdir(
       os.path.join(bad_folder, "Cat")))]
-  headers, reasons = folder_loader.check_files(paths, 3)
+  checks, reasons = folder_files.check(paths)
   assert set(reasons) == {os.path.join(bad_folder, "Cat", "empty.jpg"),
                           os.path.join(bad_folder, "Cat", "text.jpg")}
-  assert len(headers) == 6 and {h.format for h in headers.values()} == {"jpeg", "png"}
+  assert len(checks) == 6 and {c.header.format for c in checks.values()} == {"jpeg", "png"}
 
 
 def test_same_shuffled_order_as_keras_for_the_same_seed(clean_folder):
@@ -281,23 +290,18 @@ def test_same_shuffled_order_as_keras_for_the_same_seed(clean_folder):
   np.testing.assert_array_equal(mine_labels, keras_labels)
 
 
-def test_one_webp_named_jpg_among_many_bmps_transcodes_nothing_into_memory(tmp_path):
+def test_a_webp_named_jpg_among_bmps_is_read_with_its_own_decoder(tmp_path):
   root = tmp_path / "many_bmps"
   for cls in ("a", "b"):
     (root / cls).mkdir(parents=True)
   rng = np.random.default_rng(0)
-  count = folder_loader._MAX_TRANSCODED + 6
+  count = 70
   for i in range(count):
     Image.fromarray(rng.integers(0, 256, (12, 12, 3), np.uint8)).save(root / "ab"[i % 2] / f"{i}.bmp", "BMP")
   Image.fromarray(np.full((12, 12, 3), 77, np.uint8)).save(root / "a" / "webp.jpg", "WEBP")
-  before = tf.io.gfile.glob(folder_loader._TRANSCODED_DIR + "/*") if tf.io.gfile.exists(
-      folder_loader._TRANSCODED_DIR) else []
   ds = ours(str(root), color_mode="grayscale", image_size=8, shuffle=False, verbose=False)
   images, _ = collect(ds)
   assert len(images) == count + 1 and ds.skipped_files == []
-  after = tf.io.gfile.glob(folder_loader._TRANSCODED_DIR + "/*") if tf.io.gfile.exists(
-      folder_loader._TRANSCODED_DIR) else []
-  assert after == before
   webp = ds.file_paths.index(str(root / "a" / "webp.jpg"))
   np.testing.assert_allclose(images[webp], 77, atol=1)
 
@@ -314,9 +318,8 @@ def test_cache_dir_is_rebuilt_when_a_webp_is_deleted(tmp_path):
   assert not any(p.endswith("w.webp") for p in again.file_paths)
 
 
-@pytest.mark.parametrize("many", [False, True])
-def test_bmps_tensorflow_rejects_or_misreads_are_read_through_pillow(tmp_path, many):
-  from petpipe.builders import fault_corpus
+def test_bmps_tensorflow_rejects_or_misreads_are_read_through_pillow(tmp_path):
+  from tests import fault_corpus
 
   rng = np.random.default_rng(1)
   root = tmp_path / "bmps"
@@ -325,9 +328,6 @@ def test_bmps_tensorflow_rejects_or_misreads_are_read_through_pillow(tmp_path, m
   palette8 = Image.fromarray(rng.integers(0, 256, (16, 20, 3), np.uint8)).convert("P")
   files = {"a/rle8.bmp": fault_corpus._bmp_rle8(rng), "a/four.bmp": fault_corpus._bmp_4bit(rng),
            "b/sixteen.bmp": fault_corpus._bmp_16bit(rng), "b/palette8.bmp": fault_corpus._encode(palette8, "BMP")}
-  if many:  # more files to transcode than memory holds: the any-format decode path
-    for i in range(folder_loader._MAX_TRANSCODED + 1):
-      files[f"b/plain_{i}.bmp"] = fault_corpus._encode(Image.new("RGB", (20, 16), (i, 0, 0)), "BMP")
   for name, data in files.items():
     (root / name).write_bytes(data)
   ds = ours(str(root), image_size=(16, 20), shuffle=False, verbose=False, batch_size=None)

@@ -3,7 +3,7 @@
 import pytest
 
 from petpipe.benchmarks import kill_builds
-from petpipe.builders import sample_data
+from petpipe import sample_data
 
 
 @pytest.mark.slow

@@ -278,9 +278,14 @@ def test_loader_label_file_conflict_is_an_error(tmp_path):
     pipeline.image_dataset_from_directory(str(tmp_path), labels="labels.jsonl", verbose=False)
 
 
-def test_loader_label_file_refuses_cache_dir(labelled_root, tmp_path):
-  with pytest.raises(ValueError, match="cache_dir needs labels=\"inferred\" or None"):
-    pipeline.image_dataset_from_directory(labelled_root, labels="metadata.csv", cache_dir=str(tmp_path))
+def test_loader_label_file_with_cache_dir_delivers_the_uncached_labels(labelled_root, tmp_path):
+  kwargs = dict(labels="metadata.csv", image_size=(16, 16), shuffle=False, verbose=False)
+  cached = pipeline.image_dataset_from_directory(labelled_root, cache_dir=str(tmp_path), **kwargs)
+  plain = pipeline.image_dataset_from_directory(labelled_root, **kwargs)
+  assert cached.file_paths == plain.file_paths
+  assert cached.skip_reasons == plain.skip_reasons
+  labels = lambda ds: np.concatenate([l.numpy() for _, l in ds]).tolist()
+  assert labels(cached) == labels(plain)
 
 
 def test_a_labelled_root_on_ram_gives_the_local_build(labelled_root, built, tmp_path):

@@ -1,18 +1,21 @@
-"""The shape of the library: layers point one way, private Keras stays in one module,
-entry points stay thin, and both ways of naming a builder coexist in one process."""
+"""The shape of the library: layers point one way (images <- pipeline <- builders; models
+alone), private Keras and TFDS internals stay in one module each, one of each thing that
+finds, checks or decodes an image file, entry points stay thin, and both ways of naming a
+builder coexist in one process."""
 
 from __future__ import annotations
 
 import ast
 import glob
 import os
+import re
 import subprocess
 import sys
 
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-LAYERS = ("pipeline", "builders", "models")
+LAYERS = ("images", "pipeline", "builders", "models")
 
 
 def _imports(path: str) -> list[tuple[str, str]]:
@@ -43,21 +46,61 @@ def _uses(module: str, layer: str) -> bool:
   return module == f"petpipe.{layer}" or module.startswith(f"petpipe.{layer}.")
 
 
+# The modules of the `petpipe` package itself (entry points, whole runs, prediction, samples).
+TOP = ("scripts", "experiment", "prediction", "show", "cli", "benchmarks", "sample_data")
+
+
 @pytest.mark.parametrize("layer, forbidden", [
-    ("models", ("pipeline", "builders", "scripts", "experiment", "prediction")),
-    ("pipeline", ("models", "scripts", "experiment", "prediction")),
-    ("builders", ("models", "scripts", "experiment", "prediction")),
+    ("images", ("pipeline", "builders", "models") + TOP),
+    ("pipeline", ("builders", "models") + TOP),
+    ("builders", ("models",) + TOP),
+    ("models", ("images", "pipeline", "builders") + TOP),
 ])
-def test_lower_layers_never_import_upper_ones(layer, forbidden):
-  wrong = [(os.path.relpath(f, REPO), module) for f in _library_files(layer)
-           for module, _ in _imports(f) if any(_uses(module, other) for other in forbidden)]
+def test_lower_layers_never_import_upper_ones_not_even_inside_a_function(layer, forbidden):
+  wrong = [(os.path.relpath(f, REPO), module, function) for f in _library_files(layer)
+           for module, function in _imports(f) if any(_uses(module, other) for other in forbidden)]
   assert wrong == []
 
 
-def test_pipeline_reaches_builders_only_through_the_folder_loaders_cache_seam():
-  uses = {(os.path.relpath(f, REPO), function) for f in _library_files("pipeline")
-          for module, function in _imports(f) if _uses(module, "builders")}
-  assert uses == {("pipeline/folder_loader.py", "_from_cache")}
+def test_only_the_tfds_compat_module_imports_tfds_internals():
+  files = [f for layer in (*LAYERS, "scripts", "petpipe") for f in _library_files(layer)]
+  internal = ("tensorflow_datasets.core", "tensorflow_datasets.proto")
+  users = {os.path.relpath(f, REPO) for f in files for module, _ in _imports(f)
+           if module.startswith(internal)}
+  assert users == {"builders/tfds_compat.py"}
+
+
+def _library_sources(layers=(*LAYERS, "scripts", "petpipe")) -> dict[str, str]:
+  files = [f for layer in layers for f in _library_files(layer)]
+  return {os.path.relpath(f, REPO): open(f, encoding="utf-8").read() for f in files}
+
+
+# `models` imports nothing of the project, and Keras drops the cause of an error raised in a
+# callback (`raise ... from None` in its traceback filter): where it wraps an OS error while
+# saving, it names the OS's reason itself.
+ABOVE_MODELS = ("images", "pipeline", "builders", "scripts", "petpipe")
+
+
+@pytest.mark.parametrize("what, pattern, owner", [
+    ("an image extension list", r"""["']\.jpe?g["'][^\n]*["']\.png["']""", "images/files.py"),
+    ("a Pillow decode", r"Image\.open\(io\.BytesIO", "images/decode.py"),
+    ("a header reader", r"def (parse|read)\w*\(.*\) -> (headers\.)?ImageHeader", "images/headers.py"),
+    ("an error-to-line function", r"splitlines\(\)\[0\]|\[Op:|strerror or ", "images/errors.py"),
+])
+def test_one_of_each_thing_that_finds_checks_or_decodes_an_image_file(what, pattern, owner):
+  owners = {path for path, text in _library_sources(ABOVE_MODELS).items()
+            if re.search(pattern, text)}
+  assert owners <= {owner}, f"{what} outside {owner}: {sorted(owners - {owner})}"
+
+
+def test_no_module_changes_the_process_when_imported():
+  # warnings filters, logging levels or TensorFlow's global state belong to the user's
+  # process: a call that needs them changes them and restores them.
+  changes = r"^(warnings\.(simplefilter|filterwarnings)|tf\.get_logger\(\)\.setLevel|" \
+            r"logging\.set_verbosity|tf\.config\.\w+\()"
+  found = [path for path, text in _library_sources().items()
+           if re.search(changes, text, re.MULTILINE)]
+  assert found == []
 
 
 def test_only_the_keras_compat_module_imports_private_keras():

@@ -6,9 +6,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from petpipe.images import decode
+from petpipe.images import pixels
+from petpipe.images import transform
 from petpipe.pipeline import ops
 from petpipe.pipeline import schema
-from petpipe.pipeline import transform
 from tests.shards_fixture import jpeg_bytes, png_bytes
 
 SEED = tf.constant([1, 2], tf.int64)
@@ -49,14 +51,14 @@ RAW_2X3 = schema.ImageStorage("raw", 1, (2, 3))
 OPS = [
     ("decode", lambda b: ops.decode(b, 1), checker_png),
     ("decode_any", lambda b: ops.decode_any(b, 3), checker_png),
-    ("decode_jpeg", lambda b: ops.decode_jpeg(b, 1, 2), black_jpeg),
+    ("jpeg_at", lambda b: decode.jpeg_at(b, 1, 2), black_jpeg),
     ("decode_raw", lambda b: ops.decode_raw(b, RAW_2X3),
      lambda: tf.constant([bytes(range(6)), bytes(range(6, 12))])),
-    ("to_grayscale", ops.to_grayscale, lambda: tf.constant([[[255, 0, 0]]], tf.uint8)),
+    ("to_grayscale", pixels.to_grayscale, lambda: tf.constant([[[255, 0, 0]]], tf.uint8)),
     ("to_channels", lambda x: ops.to_channels(x, 4), lambda: tf.constant([[[7]]], tf.uint8)),
     ("convert_channels", lambda x: ops.convert_channels(x, 3),
      lambda: tf.constant([[[7]]], tf.uint8)),
-    ("center_crop_to_aspect", lambda x: ops.center_crop_to_aspect(x, (2, 2)),
+    ("center_crop_to_aspect", lambda x: pixels.center_crop_to_aspect(x, (2, 2)),
      lambda: ramp(2, 4, 1, dtype=tf.int32)),
     ("normalize", lambda x: ops.normalize(x, "-1-1"), lambda: tf.constant([0, 255], tf.uint8)),
     ("random_flip", lambda x: ops.random_flip(x, SEED), lambda: ramp(2, 4, 4, 1)),
@@ -95,14 +97,14 @@ def test_decode_raw_reshapes_a_batch_without_decoding():
   np.testing.assert_array_equal(out.numpy()[1, 0, 1], [10, 11, 12])
 
 
-def test_decode_jpeg_decodes_at_a_reduced_scale():
+def test_jpeg_at_decodes_at_a_reduced_scale():
   encoded = jpeg_bytes(np.zeros((40, 30, 3), np.uint8))
-  assert ops.decode_jpeg(encoded, 1, 4).shape == (10, 8, 1)  # ceil(30 / 4) = 8.
+  assert decode.jpeg_at(encoded, 1, 4).shape == (10, 8, 1)  # ceil(30 / 4) = 8.
 
 
 def test_to_grayscale_uses_libjpeg_luma_weights():
   rgb = tf.constant([[[255, 0, 0], [0, 255, 0], [0, 0, 255], [10, 20, 30]]], tf.uint8)
-  gray = ops.to_grayscale(rgb).numpy()[0, :, 0]
+  gray = pixels.to_grayscale(rgb).numpy()[0, :, 0]
   np.testing.assert_array_equal(gray, [76, 150, 29, 18])  # 0.299*10+0.587*20+0.114*30 = 18.15
 
 
@@ -129,7 +131,7 @@ def test_decode_any_makes_rgba_from_a_jpeg():
 
 def test_center_crop_to_aspect_keeps_the_central_window():
   image = tf.reshape(tf.range(8), (2, 4, 1))
-  np.testing.assert_array_equal(ops.center_crop_to_aspect(image, (1, 1)).numpy()[..., 0],
+  np.testing.assert_array_equal(pixels.center_crop_to_aspect(image, (1, 1)).numpy()[..., 0],
                                 [[1, 2], [5, 6]])
 
 

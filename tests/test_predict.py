@@ -18,7 +18,7 @@ from petpipe import models
 from petpipe import prediction
 from petpipe.models import head
 from petpipe.pipeline import ops
-from petpipe.pipeline import transform
+from petpipe.images import transform
 from petpipe.scripts import predict
 from tests.test_cloud_paths import to_ram
 
@@ -134,10 +134,12 @@ def test_unreadable_files_are_reported_and_the_rest_classified(model_dir, images
   assert result.exit_code == 0, result.output
   assert list(_results(result.stdout)) == [images["cat.jpg"]]
   errors = dict(line.split(": error: ") for line in result.stderr.splitlines())
-  assert errors[images["empty.jpg"]] == "empty file"
-  assert "Unknown image file format" in errors[images["notes.jpg"]]
-  assert "too large" in errors[images["bomb.png"]]
-  assert "No such file" in errors[os.path.join(os.path.dirname(images["cat.jpg"]), "missing.jpg")]
+  # The reasons a build gives for the same files.
+  assert errors[images["empty.jpg"]] == "empty: zero bytes"
+  assert errors[images["notes.jpg"]] == "not_an_image: text or HTML, not an image"
+  assert errors[images["bomb.png"]].startswith("too_many_pixels: ")
+  assert errors[os.path.join(os.path.dirname(images["cat.jpg"]), "missing.jpg")] == (
+      "unreadable: No such file or directory")
 
 
 def test_nothing_classified_exits_non_zero(model_dir, images):

@@ -15,7 +15,7 @@ import tensorflow as tf
 from click.testing import CliRunner
 from PIL import Image
 
-from petpipe.builders import sample_data
+from petpipe import sample_data
 
 SMALL = dict(per_class=6, min_size=16, max_size=48)
 SCRIPT = pathlib.Path(__file__).resolve().parents[1] / "scripts" / "make_sample_data.py"

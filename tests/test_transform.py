@@ -14,8 +14,11 @@ import tensorflow as tf
 
 from petpipe import prediction
 from petpipe.builders import storage as storage_lib
-from petpipe.builders import validation
-from petpipe.pipeline import PipelineConfig, make_dataset, ops, schema, transform
+from petpipe.images import validation
+from petpipe.images import decode
+from petpipe.images import pixels
+from petpipe.images import transform
+from petpipe.pipeline import PipelineConfig, make_dataset, ops, schema
 from tests.shards_fixture import jpeg_bytes, png_bytes
 
 TARGET = (16, 16)
@@ -69,28 +72,29 @@ def test_eager_and_tf_data_entries_give_identical_pixels_on_pngs():
     ((791, 900), 4), ((793, 900), 8), ((5000, 5000), 8),
 ])
 def test_ratio_for_size_keeps_the_target_covered(size, expected):
-  ratio = transform.ratio_for_size(*size, (100, 100))
+  ratio = decode.ratio_for_size(*size, (100, 100))
   assert ratio == expected
   assert -(-size[0] // ratio) >= 100 and -(-size[1] // ratio) >= 100
   if ratio < 8:  # the next scale would not cover
     assert -(-size[0] // (2 * ratio)) < 100 or -(-size[1] // (2 * ratio)) < 100
-  header_ratio = transform.jpeg_ratio(jpeg_bytes(np.zeros((*size, 1), np.uint8)), (100, 100))
-  assert int(header_ratio) == expected
+  # The graph decode picks the same scale from the header: its output has that size.
+  decoded = decode.decode_jpeg(jpeg_bytes(np.zeros((*size, 1), np.uint8)), 1, (100, 100))
+  assert decoded.shape[:2] == (-(-size[0] // expected), -(-size[1] // expected))
 
 
 def test_mixed_sizes_decode_at_the_largest_scale_that_covers_the_target():
   for size, ratio in MIXED_SIZES.items():
-    assert transform.ratio_for_size(*size, TARGET) == ratio
-    decoded = transform.decode_bytes(photo_jpeg(size), 3, TARGET)
+    assert decode.ratio_for_size(*size, TARGET) == ratio
+    decoded = decode.decode_bytes(photo_jpeg(size), 3, decode.JPEG, TARGET)
     assert decoded.shape[:2] == (-(-size[0] // ratio), -(-size[1] // ratio))
     assert min(decoded.shape[0] - TARGET[0], decoded.shape[1] - TARGET[1]) >= 0
 
 
 def test_decode_jpeg_in_a_graph_covers_the_target_per_image():
   encoded = jpeg_bytes(np.zeros((40, 30, 3), np.uint8))
-  assert transform.decode_jpeg(encoded, 3, (10, 7)).shape == (10, 8, 3)
-  assert transform.decode_jpeg(encoded, 3, (11, 7)).shape == (20, 15, 3)
-  assert transform.decode_jpeg(encoded, 1).shape == (40, 30, 1)
+  assert decode.decode_jpeg(encoded, 3, (10, 7)).shape == (10, 8, 3)
+  assert decode.decode_jpeg(encoded, 3, (11, 7)).shape == (20, 15, 3)
+  assert decode.decode_jpeg(encoded, 1).shape == (40, 30, 1)
 
 
 def photo_bytes() -> bytes:
@@ -110,7 +114,7 @@ def test_dct_scaled_decode_stays_close_to_a_full_decode_with_the_same_resize(cha
   scaled = transform.transform_bytes(data, transform.Preprocessing(target, channels))
   full = transform.transform_bytes(
       data, transform.Preprocessing(target, channels, jpeg_dct_scaling=False))
-  assert transform.ratio_for_size(600, 512, target) == 2
+  assert decode.ratio_for_size(600, 512, target) == 2
   assert mean_abs_error(scaled, full) <= 2.0
 
 
@@ -143,14 +147,16 @@ def test_resize_is_plain_bilinear_without_antialiasing():
 
 def test_one_channel_of_a_png_is_rgb_then_rounded_luma():
   rgb = np.random.default_rng(1).integers(0, 256, (8, 8, 3), np.uint8)
-  gray = transform.decode_bytes(png_bytes(rgb), 1).numpy()
-  np.testing.assert_array_equal(gray, ops.to_grayscale(tf.constant(rgb)).numpy())
+  gray = decode.decode_bytes(png_bytes(rgb), 1, decode.IMAGE).numpy()
+  expected = np.round(rgb.astype(np.float32) @ np.float32([0.299, 0.587, 0.114]))
+  np.testing.assert_array_equal(gray[..., 0], expected.astype(np.uint8))
 
 
 def test_one_channel_of_a_cmyk_jpeg_is_rgb_then_rounded_luma():
   data = photo_jpeg((40, 50), "CMYK")
   rgb = tf.io.decode_jpeg(data, channels=3)
-  np.testing.assert_array_equal(transform.decode_bytes(data, 1), ops.to_grayscale(rgb))
+  np.testing.assert_array_equal(decode.decode_bytes(data, 1, decode.JPEG),
+                                pixels.to_grayscale(rgb))
 
 
 def test_preprocessing_round_trips_through_json():
@@ -191,7 +197,7 @@ def test_builder_jpeg_storage_shrinks_through_the_right_scale_decode():
   verdict = validation.inspect(data, "cat/x.jpg", "cat", validation.Limits())
   stored = storage_lib.encode(data, verdict, schema.ImageStorage("jpeg", 3), 64, 95)
   size = (64, 55)
-  assert transform.ratio_for_size(300, 260, size) == 4
+  assert decode.ratio_for_size(300, 260, size) == 4
   expected = tf.io.encode_jpeg(ops.normalize(
       transform.transform_bytes(data, transform.Preprocessing(size, 3)), "none"),
       quality=95, optimize_size=False)
@@ -244,7 +250,7 @@ def test_dct_halving_of_natural_crops_stays_within_2_of_a_full_decode_with_the_s
   # At exactly twice the target the full-size route's bilinear step is a fair 2x2 average.
   target = (80, 96)
   data = photo_crop_jpeg((160, 192), seed)
-  assert transform.ratio_for_size(160, 192, target) == 2
+  assert decode.ratio_for_size(160, 192, target) == 2
   for channels in (1, 3):
     scaled = transform.transform_bytes(data, transform.Preprocessing(target, channels))
     full = transform.transform_bytes(
@@ -268,7 +274,7 @@ def test_dct_scaled_decode_of_natural_crops_is_no_further_from_the_ideal_than_a_
 def test_make_dataset_decodes_each_image_of_mixed_size_shards_at_its_own_scale(tmp_path):
   sizes = list(MIXED_SIZES) * 2  # ratios 1, 2, 4, 8 and 4, in both shards
   files = [photo_crop_jpeg(size, seed) for seed, size in enumerate(sizes)]
-  assert {transform.ratio_for_size(*size, TARGET) for size in sizes} == set(transform.JPEG_RATIOS)
+  assert {decode.ratio_for_size(*size, TARGET) for size in sizes} == set(decode.JPEG_RATIOS)
   shards = [str(tmp_path / f"data.tfrecord-0000{i}-of-00002") for i in range(2)]
   for i, shard in enumerate(shards):
     with tf.io.TFRecordWriter(shard) as writer:
@@ -289,6 +295,6 @@ def test_make_dataset_decodes_each_image_of_mixed_size_shards_at_its_own_scale(t
                for data in files]
   np.testing.assert_array_equal(images.numpy(), np.stack(per_image))
   # One scale for all (the first image's, full size) would have given other pixels.
-  one_scale = [ops.normalize(transform.resize(ops.decode_jpeg(data, 3, 1), TARGET), "none")
+  one_scale = [ops.normalize(transform.resize(decode.jpeg_at(data, 3, 1), TARGET), "none")
                for data in files]
   assert any(not np.array_equal(a, b) for a, b in zip(per_image, one_scale))

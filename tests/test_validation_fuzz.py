@@ -7,7 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from petpipe.builders import validation
+from petpipe.images import validation
 
 _STATUSES = {validation.KEPT, validation.TRANSCODED, validation.REPAIRED, validation.SKIPPED}
 _LIMITS = validation.Limits()

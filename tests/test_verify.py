@@ -9,7 +9,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 from click.testing import CliRunner
 
-from petpipe.builders import sample_data
+from petpipe import sample_data
 from petpipe.builders.pet_images import pet_images_dataset_builder as pet_images
 from petpipe.pipeline import verify
 

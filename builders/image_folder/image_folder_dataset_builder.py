@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from petpipe.builders import folder_builder
 from petpipe.builders import layouts
-from petpipe.builders import sources as sources_lib
+from petpipe.images import sources as sources_lib
 
 
 def _layout(config) -> tuple[str, list[str]]:

@@ -14,7 +14,7 @@ from etils import epath
 import tensorflow as tf
 
 from petpipe.builders import folder_builder
-from petpipe.builders import sources as sources_lib
+from petpipe.images import sources as sources_lib
 
 CLASS_DIRS = {"Cat": "cat", "Dog": "dog"}
 

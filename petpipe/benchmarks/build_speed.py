@@ -139,7 +139,7 @@ def sample_folder(manual: str, images: int, min_size: int, max_size: int,
                   log: Callable[[str], None] = print) -> dict:
   """The generated PetImages folder in `manual` (written once, reused): its file count and
   the files the TFDS recipe crashes on."""
-  from petpipe.builders import sample_data
+  from petpipe import sample_data
 
   report_path = manual + ".json"
   if not os.path.exists(report_path):

@@ -92,7 +92,7 @@ def run(images: int = 2000, repeats: int = 3, out_dir: str = "benchmark_results"
   from apache_beam.options.pipeline_options import PipelineOptions
 
   from petpipe import pipeline
-  from petpipe.builders import sample_data
+  from petpipe import sample_data
   from petpipe.pipeline import service
 
   scratch = tempfile.mkdtemp(prefix="dist_bench_")

@@ -27,7 +27,7 @@ JPEG loaders:
                       `tf.io.decode_jpeg` at full scale + the project's resize, in a
                       parallel tf.data map over all cores;
   ceiling_scaled      (b) the same, each image decoded at the largest DCT scale still
-                      covering 100x100 (`transform.ratio_for_size`, read beforehand; one
+                      covering 100x100 (`decode.ratio_for_size`, read beforehand; one
                       map per scale, so no per-image branching is timed).
 
 Raw loaders, over the `gray100` shards (5,000 images) and over the same records repeated
@@ -253,7 +253,7 @@ def _decoded(images: list, labels: list, ratio: int) -> object:
   """A parallel map: JPEG bytes -> decode at 1/`ratio` (one fixed ratio) -> the resize."""
   import tensorflow as tf
 
-  from petpipe.pipeline import transform
+  from petpipe.images import transform
 
   def decode(encoded, label):
     image = tf.io.decode_jpeg(encoded, channels=1, ratio=ratio)
@@ -298,12 +298,12 @@ def ceiling_full(paths: dict) -> object:
 def ceiling_scaled(paths: dict) -> object:
   import tensorflow as tf
 
-  from petpipe.pipeline import transform
+  from petpipe.images import decode
 
   groups: dict = {}
   for image, label in zip(*jpeg_bytes_in_ram(paths["jpeg_dir"])):
     height, width = (int(v) for v in tf.image.extract_jpeg_shape(image).numpy()[:2])
-    ratio = transform.ratio_for_size(height, width, (IMAGE_SIZE, IMAGE_SIZE))
+    ratio = decode.ratio_for_size(height, width, (IMAGE_SIZE, IMAGE_SIZE))
     group = groups.setdefault(ratio, ([], []))
     group[0].append(image)
     group[1].append(label)
@@ -416,7 +416,7 @@ def _build(folder: str, data_dir: str, name: str, encoding: str,
 def _picture_set(root: str, folder: str, anomalies: dict, jpeg: bool) -> tuple[dict, dict]:
   """A picture set's paths (folder, Keras-safe copy, `original` JPEG shards if `jpeg`) and
   the seconds its builds took."""
-  from petpipe.builders import sample_data
+  from petpipe import sample_data
 
   class_names = list(sample_data.CLASS_NAMES)
   keras_folder = os.path.join(root, "keras_safe")
@@ -482,7 +482,7 @@ def prepare_data(work: str, images: int, picture_sets: Sequence[str], raw_sets: 
   `original` JPEG shards are built when `jpeg`, the `gray100` shards when a raw set is asked.
   """
   from petpipe.benchmarks import natural_pictures
-  from petpipe.builders import sample_data
+  from petpipe import sample_data
 
   root = os.path.join(work, f"sample_{images}")
   folder = os.path.join(root, sample_data.ROOT_NAME)

@@ -121,7 +121,7 @@ def run_on_sample(kills: int = 20, images: int = 400, seed: int = 0,
     raise ValueError(f"`kills` must be at least 0. Received: kills={kills}")
   if images < 1:
     raise ValueError(f"`images` must be at least 1. Received: images={images}")
-  from petpipe.builders import sample_data
+  from petpipe import sample_data
 
   with tempfile.TemporaryDirectory() as workdir:
     sample_data.write_sample_folder(os.path.join(workdir, "in"), per_class=images, min_size=64, max_size=160, seed=seed)

@@ -16,7 +16,7 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
-from petpipe.builders import sample_data
+from petpipe import sample_data
 
 KEPT, TRANSCODED, REPAIRED, SKIPPED, IGNORED = "kept", "transcoded", "repaired", "skipped", "ignored"
 

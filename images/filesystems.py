@@ -4,7 +4,8 @@ A path with a scheme (`xx://`) goes through `tf.io.gfile`; a local path keeps Py
 calls, which gfile would weaken: `os.walk(followlinks=...)`, `realpath` for the symlink
 check, and nanosecond modification times (gfile's local `stat` rounds them to seconds).
 gfile's errors (`tf.errors.OpError`, not `OSError`) become `OSError`s here, so callers catch
-one kind of error whatever the path.
+one kind of error whatever the path. A local path is opened only if it is a regular file:
+opening a named pipe for reading waits for a writer forever, and a device never ends.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import errno
 import os
 import posixpath
 import re
-from typing import Iterator, Optional, Sequence, Union
+import stat as stat_lib
+from typing import Optional, Sequence, Union
 
 import tensorflow as tf
 
@@ -85,11 +87,52 @@ class _Reader:
     self.close()
 
 
+class NotRegularFileError(OSError):
+  """A path that is a named pipe, socket or device: never read (it may block or never end).
+
+  Attributes:
+    kind: what it is instead ("named pipe (FIFO)", "socket", "device", "folder").
+  """
+
+  def __init__(self, path: PathLike, kind: str):
+    super().__init__(errno.EINVAL, f"not a regular file: a {kind}", os.fspath(path))
+    self.kind = kind
+
+
+def kind_of_special(mode: int) -> str:
+  """What a path that is not a regular file is, for messages: "named pipe (FIFO)", ..."""
+  if stat_lib.S_ISDIR(mode):
+    return "folder"
+  if stat_lib.S_ISFIFO(mode):
+    return "named pipe (FIFO)"
+  if stat_lib.S_ISSOCK(mode):
+    return "socket"
+  if stat_lib.S_ISCHR(mode) or stat_lib.S_ISBLK(mode):
+    return "device"
+  return "special file"
+
+
 def open_read(path: PathLike):
-  """A seekable binary stream of the file (zipfile and Pillow read these)."""
+  """A seekable binary stream of the file (zipfile and Pillow read these).
+
+  Raises:
+    NotRegularFileError: a local path that is a named pipe, socket or device (checked on the
+      opened descriptor, so a file swapped for a pipe after listing is refused too).
+    OSError: the file cannot be opened.
+  """
   path = os.fspath(path)
   if is_local(path):
-    return open(path, "rb")
+    # Non-blocking, so that opening a named pipe returns at once instead of waiting for a writer.
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+      mode = os.fstat(fd).st_mode
+      if not stat_lib.S_ISREG(mode):
+        raise NotRegularFileError(path, kind_of_special(mode))
+      os.set_blocking(fd, True)
+      return os.fdopen(fd, "rb")
+    except BaseException:
+      os.close(fd)
+      raise
   reader = _Reader(path)
   reader.tell()  # gfile opens lazily: a missing file fails here, as `open` would
   reader.read(0)
@@ -149,16 +192,6 @@ def subdirectories(path: PathLike) -> list[str]:
   return [n for n in names if tf.io.gfile.isdir(f"{path.rstrip('/')}/{n}")]
 
 
-def walk(top: PathLike, follow_links: bool = False) -> Iterator[tuple[str, list[str], list[str]]]:
-  """`os.walk` (top-down: sorting `dirnames` in place orders the walk); remote file systems
-  have no symlinks to follow."""
-  top = os.fspath(top)
-  if is_local(top):
-    yield from os.walk(top, followlinks=follow_links)
-    return
-  for dirpath, dirnames, filenames in tf.io.gfile.walk(top):
-    dirnames[:] = [d.rstrip("/") for d in dirnames]
-    yield dirpath.rstrip("/"), dirnames, filenames
 
 
 def normpath(path: PathLike) -> str:

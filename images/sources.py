@@ -1,7 +1,8 @@
 """Where the images come from: a `root/<class>/**` folder or a zip of one.
 
-A source lists candidate files (relative path + class folder) and reads their
-bytes. Sources hold only paths, so they pickle to Beam workers and threads.
+A source lists every file under its root (`listing`: candidates with their class folder,
+and what it leaves out with a reason) and reads their bytes. Sources hold only paths, so
+they pickle to Beam workers and threads.
 """
 
 from __future__ import annotations
@@ -16,24 +17,27 @@ import zipfile
 import zlib
 from typing import Iterable, Optional, Sequence
 
-from petpipe.pipeline import filesystems
+from petpipe.images import files
+from petpipe.images import filesystems
 
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp"})
+NOT_IN_CLASS_FOLDER = "not in a class folder"
+NOT_A_CLASS = "folder not in class_names"
+JUNK_FOLDER = "junk folder: never a class"
 
 
 @dataclasses.dataclass(frozen=True)
 class Candidate:
-  """A file found under a class folder.
+  """A file found under the root.
 
   Attributes:
     path: path relative to the source root, with forward slashes.
-    class_dir: the class folder it sits in (first path component).
+    class_dir: the class folder it sits in (first path component; "" at the root).
     is_image: whether its extension names an image format; other files
       (Thumbs.db, .DS_Store, notes) are listed as ignored, never decoded.
-    ignore_reason: why a file is listed as ignored (junk such as `._x.jpg`),
-      when not only its extension says so.
-    skip_reason: why a file is skipped without being read (a zip member whose
-      name escapes the archive or repeats another member's path).
+    ignore_reason: why a file is listed as ignored (junk such as `._x.jpg`, a file outside
+      every class folder), when not only its extension says so.
+    skip_reason: why a file is skipped without being read (a named pipe, a name that is not
+      UTF-8, a zip member whose name escapes the archive or repeats another member's path).
   """
 
   path: str
@@ -43,45 +47,45 @@ class Candidate:
   skip_reason: str = ""
 
 
-# Folders that archivers, file managers and operating systems add: never classes.
-JUNK_DIRS = frozenset({
-    "__MACOSX", "__pycache__", "@eaDir", "$RECYCLE.BIN", "System Volume Information",
-})
-JUNK_REASON = "junk: hidden or system file, never an image"
+@dataclasses.dataclass
+class Listing:
+  """What a source holds: every file found, and the folders it does not read.
 
+  Attributes:
+    candidates: every file under the root, in path order (images, other files, and files
+      left out with a reason).
+    ignored_folders: (folder path relative to the root, ending in "/", reason) of folders
+      never read: junk (`__MACOSX/`), folders outside `class_names`, symlink loops.
+  """
 
-def is_junk(name: str) -> bool:
-  """A hidden (`.x`, incl. macOS `._x.jpg`) or system name (`__MACOSX`, ...)."""
-  return name.startswith(".") or name in JUNK_DIRS
+  candidates: list
+  ignored_folders: list
 
 
 class SourceError(OSError):
   """A file of the source cannot be read; the message is the manifest's reason."""
 
 
-def _is_image_name(name: str) -> bool:
-  return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
-
-
-def _candidate(rel: str, class_dir: str) -> Candidate:
+def candidate(rel: str, class_dir: str) -> Candidate:
+  """The candidate for a file at `rel` (relative, forward slashes) in `class_dir`."""
   inner = rel.split("/")[1:]
-  is_image = _is_image_name(rel)
-  if is_image and any(is_junk(part) for part in inner):  # `._x.jpg`, `.thumbnails/x.jpg`
-    return Candidate(rel, class_dir, False, ignore_reason=JUNK_REASON)
+  is_image = files.has_image_extension(rel)
+  if is_image and any(files.is_junk(part) for part in inner):  # `._x.jpg`, `.thumbnails/x.jpg`
+    return Candidate(rel, class_dir, False, ignore_reason=files.JUNK_REASON)
   return Candidate(rel, class_dir, is_image)
 
 
-_READ_CHUNK = 1 << 20
-
-
-def stream_sha256(f) -> tuple[str, int]:
-  """sha256 and size of a binary stream, read in 1 MiB chunks (bounded memory)."""
-  h = hashlib.sha256()
-  size = 0
-  while chunk := f.read(_READ_CHUNK):
-    h.update(chunk)
-    size += len(chunk)
-  return h.hexdigest(), size
+def top_level(names: Iterable[str], folders: Iterable[str], class_dirs: Sequence[str]):
+  """(candidates, ignored folders) for what sits directly in a root beside the class folders:
+  its files are never images of a class, and its other folders are never read."""
+  found = [Candidate(name, "", False, ignore_reason=NOT_IN_CLASS_FOLDER) for name in sorted(names)]
+  ignored = []
+  for name in sorted(folders):
+    if files.is_junk(name):
+      ignored.append((f"{name}/", JUNK_FOLDER))
+    elif name not in class_dirs:
+      ignored.append((f"{name}/", NOT_A_CLASS))
+  return found, ignored
 
 
 class FolderSource:
@@ -98,20 +102,42 @@ class FolderSource:
   def __repr__(self) -> str:
     return f"FolderSource({self.root!r})"
 
-  def candidates(self) -> list[Candidate]:
-    found = []
+  def listing(self) -> Listing:
+    """Every file of the class folders (walked as `files.walk` does: special files, names
+    that are not UTF-8 and symlink loops are left out with a reason), the files beside the
+    class folders (ignored), and the folders not read."""
+    found, ignored = [], []
+    # Each real folder is read once, under one class: a link to the root or to another
+    # class folder is never followed (`files.walk`).
+    visited = {}
+    for top in (self.root, *(os.path.join(self.root, c) for c in self.class_dirs)):
+      if filesystems.is_local(top) and (key := files.folder_key(top)) is not None:
+        visited.setdefault(key, top)
     for class_dir in self.class_dirs:
+      left_out = []
       top = os.path.join(self.root, class_dir)
-      for dirpath, dirnames, filenames in filesystems.walk(top, self.follow_links):
-        dirnames.sort()
-        for name in sorted(filenames):
-          rel = self._relative(os.path.join(dirpath, name))
-          found.append(_candidate(rel, class_dir))
-    return found
+      for dirpath, _, names in files.walk(top, self.follow_links, left_out, visited):
+        found += [candidate(self._relative(os.path.join(dirpath, n)), class_dir) for n in names]
+      found += self._left_out(left_out, class_dir, ignored)
+    left_out = []
+    # The root's own level; symlinked class folders are folders here, as for `subfolders`.
+    walker = files.walk(self.root, follow_links=True, left_out=left_out)
+    _, folders, names = next(walker, ("", [], []))
+    walker.close()
+    top_files, top_folders = top_level(names, folders, self.class_dirs)
+    return Listing(found + top_files + self._left_out(left_out, "", ignored),
+                   ignored + top_folders)
 
-  def ignored_folders(self) -> list[str]:
-    """Top-level junk folders (`__MACOSX`, `.git`, ...): never classes."""
-    return sorted(n for n in filesystems.subdirectories(self.root) if is_junk(n))
+  def _left_out(self, left_out: list, class_dir: str, ignored: list) -> list[Candidate]:
+    """Candidates for the files `files.walk` left out; the folders go to `ignored`."""
+    found = []
+    for path, reason, is_folder in left_out:
+      rel = self._relative(path)
+      if is_folder:
+        ignored.append((f"{rel}/", reason))
+      else:
+        found.append(Candidate(rel, class_dir, files.has_image_extension(rel), skip_reason=reason))
+    return found
 
   def _relative(self, path: str) -> str:
     if filesystems.is_local(self.root):
@@ -231,24 +257,29 @@ class ZipSource:
     """Normalised path relative to the prefix → raw member name."""
     return self._members().clean
 
-  def candidates(self) -> list[Candidate]:
+  def listing(self) -> Listing:
+    """Members of the class folders, members beside them (ignored), members refused (unsafe or
+    repeated names) and the folders not read, all relative to the prefix."""
     table = self._members()
-    found = []
+    found, names, folders = [], [], set()
     for rel in sorted(table.clean):
-      class_dir = rel.split("/", 1)[0]
-      if class_dir in self.class_dirs and "/" in rel:
-        found.append(_candidate(rel, class_dir))
+      top, _, rest = rel.partition("/")
+      if not rest:
+        names.append(rel)
+      elif top in self.class_dirs:
+        found.append(candidate(rel, top))
+      else:
+        folders.add(top)
     for raw, reason in table.rejected:
       rel = raw.replace("\\", "/")
       rel = rel[len(self.prefix):] if rel.startswith(self.prefix) else rel
-      found.append(Candidate(rel, rel.split("/", 1)[0], _is_image_name(rel), skip_reason=reason))
-    return found
-
-  def ignored_folders(self) -> list[str]:
-    """Junk folders (`__MACOSX`, `.x`) at the top of the zip or of its prefix: never classes."""
-    top = {raw.replace("\\", "/").split("/", 1)[0] for raw in self._zip().namelist()}
-    inner = {rel.split("/", 1)[0] for rel in self._members().clean if "/" in rel}
-    return sorted(n for n in top | inner if is_junk(n))
+      found.append(Candidate(rel, rel.split("/", 1)[0], files.has_image_extension(rel),
+                             skip_reason=reason))
+    top_files, ignored = top_level(names, folders, self.class_dirs)
+    # Junk beside the prefix folder (`__MACOSX/` next to `PetImages/`) is never read either.
+    outside = {raw.replace("\\", "/").split("/", 1)[0] for raw in self._zip().namelist()}
+    ignored += [(f"{n}/", JUNK_FOLDER) for n in sorted(outside - folders) if files.is_junk(n)]
+    return Listing(found + top_files, sorted(set(ignored)))
 
   def signature(self, candidates: Sequence[Candidate]) -> str:
     size, mtime_ns = filesystems.stat(self.zip_path)
@@ -334,14 +365,9 @@ def member_table(names: Iterable[str], prefix: str = "") -> MemberTable:
   return MemberTable(clean, rejected)
 
 
-def normalised_members(names: Iterable[str], prefix: str = "") -> dict[str, str]:
-  """Clean relative path → raw member name (see `member_table`)."""
-  return member_table(names, prefix).clean
-
-
 def subfolders(root: str) -> list[str]:
   """Sorted names of the sub-folders of `root` (hidden and junk ones left out)."""
-  return sorted(n for n in filesystems.subdirectories(root) if not is_junk(n))
+  return sorted(n for n in filesystems.subdirectories(root) if not files.is_junk(n))
 
 
 def zip_layout(zip_path: str) -> tuple[str, list[str]]:
@@ -355,20 +381,16 @@ def zip_layout(zip_path: str) -> tuple[str, list[str]]:
   prefix = ""
   while True:
     inner = [n[len(prefix):] for n in names if n.startswith(prefix)]
-    top = {n.split("/", 1)[0] for n in inner if not is_junk(n.split("/", 1)[0])}
-    folders = {n.split("/", 1)[0] for n in inner if "/" in n and not is_junk(n.split("/", 1)[0])}
+    top = {n.split("/", 1)[0] for n in inner if not files.is_junk(n.split("/", 1)[0])}
+    folders = {n.split("/", 1)[0] for n in inner
+               if "/" in n and not files.is_junk(n.split("/", 1)[0])}
     if len(top) == 1 and folders == top:
       only = next(iter(top))
       below = {n.split("/")[1] for n in inner if n.startswith(only + "/") and n.count("/") >= 2}
-      if below - {b for b in below if is_junk(b)}:
+      if below - {b for b in below if files.is_junk(b)}:
         prefix += only + "/"
         continue
     return prefix, sorted(folders)
-
-
-def zip_subfolders(zip_path: str) -> list[str]:
-  """Sorted class folder names inside a zip (see `zip_layout`)."""
-  return zip_layout(zip_path)[1]
 
 
 def find_zip_prefix(zip_path: str, class_dirs: Sequence[str]) -> Optional[str]:
