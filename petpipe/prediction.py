@@ -79,11 +79,6 @@ def found_files(paths: Iterable[str]) -> Iterator[tuple[str, str]]:
       yield from sorted(found)
 
 
-def image_files(paths: Iterable[str]) -> Iterator[str]:
-  """The files given, with each folder replaced by the image files under it (sorted)."""
-  return (path for path, _ in found_files(paths))
-
-
 def load_image(path: str, preprocessing: transform.Preprocessing,
                limits: validation.Limits = validation.READER_LIMITS) -> np.ndarray:
   """`path` as the model's uint8 input (height, width, channels); raises `UnreadableImage`

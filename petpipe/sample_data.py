@@ -173,32 +173,6 @@ def write_sample_zip(zip_path: str, **kwargs) -> SampleReport:
       root=os.path.join(zip_path, ROOT_NAME), counts=counts, anomalies=tuple(found))
 
 
-def write_anomalies(
-    class_dir: str,
-    seed: int,
-    start_index: int,
-    *,
-    kinds: Sequence[str] = tuple(ANOMALY_KINDS),
-    animal: Optional[str] = None,
-    min_size: int = 250,
-    max_size: int = 500,
-) -> list[Anomaly]:
-  """Writes one file of each of `kinds` into `class_dir`, numbered from `start_index`.
-
-  Pictures inside the readable anomalies show `animal` ("cat" or "dog"); by default it
-  is "dog" when the folder name contains "dog", else "cat". `Thumbs.db` takes no number.
-  """
-  class_name = os.path.basename(os.path.normpath(class_dir))
-  animal = animal or ("dog" if "dog" in class_name.lower() else "cat")
-  written = []
-  for filename, data, kind in _anomaly_files(
-      class_name, animal, seed, start_index, kinds, min_size, max_size):
-    _write(os.path.join(class_dir, filename), data)
-    path = f"{class_name}/{filename}"
-    written.append(Anomaly(path=path, kind=kind, expected=ANOMALY_KINDS[kind]))
-  return written
-
-
 def render_picture(animal: str, width: int, height: int, rng: np.random.Generator) -> Image.Image:
   """Draws one RGB cat or dog picture of `width` x `height`.
 

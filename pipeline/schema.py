@@ -11,7 +11,6 @@ Records are `tf.train.Example`s written by TFDS with three features:
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from typing import Optional, Sequence, Tuple
 
@@ -113,6 +112,3 @@ def parse_spec() -> dict:
       FILENAME: tf.io.FixedLenFeature([], tf.string, default_value=""),
   }
 
-
-def to_json(storage: ImageStorage) -> str:
-  return json.dumps(dataclasses.asdict(storage))

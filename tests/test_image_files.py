@@ -163,7 +163,7 @@ def test_a_grayscale_load_then_an_rgb_load_of_one_folder_gives_each_its_own_pixe
 
 
 def test_predict_lists_and_reads_webp_files_in_a_folder(formats_root):
-  found = list(prediction.image_files([formats_root]))
+  found = [path for path, _ in prediction.found_files([formats_root])]
   webps = [p for p in found if p.endswith(".webp")]
   assert len(webps) == 2
   assert prediction.load_image(webps[0], transform.Preprocessing(SIZE, 3)).shape == (*SIZE, 3)
@@ -204,7 +204,7 @@ def test_a_named_pipe_is_never_opened_by_the_build_the_loader_or_predict(tmp_pat
   os.mkfifo(root / "cat" / "pipe.jpg")
   reason = _refused_alike(root, "cat/pipe.jpg", tmp_path)
   assert reason == "not_a_regular_file: a named pipe (FIFO), never read"
-  predicted = {p.rsplit(os.sep, 1)[-1]: p for p in prediction.image_files([str(root)])}
+  predicted = {p.rsplit(os.sep, 1)[-1]: p for p, _ in prediction.found_files([str(root)])}
   assert "pipe.jpg" in predicted  # listed, so that predict reports it
 
 

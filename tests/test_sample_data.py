@@ -187,17 +187,6 @@ def test_bomb_header_declares_60000_squared(sample, monkeypatch):
     monkeypatch.undo()
 
 
-def test_write_anomalies_into_any_class_folder(tmp_path):
-  written = sample_data.write_anomalies(
-      str(tmp_path / "Dog"), seed=1, start_index=100, min_size=16, max_size=32)
-  assert [a.kind for a in written] == list(sample_data.ANOMALY_KINDS)
-  assert written[0].path == "Dog/100.jpg"
-  assert written[-1].path == "Dog/Thumbs.db"
-  assert sorted(os.listdir(tmp_path / "Dog")) == sorted(a.path.split("/")[1] for a in written)
-  with pytest.raises(ValueError):
-    sample_data.write_anomalies(str(tmp_path / "Cat"), seed=1, start_index=0, kinds=("nope",))
-
-
 def test_zip_matches_microsoft_layout_and_folder_bytes(tmp_path):
   zip_path = str(tmp_path / "kagglecatsanddogs_5340.zip")
   report = sample_data.write_sample_zip(zip_path, seed=5, **SMALL)
