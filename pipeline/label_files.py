@@ -3,7 +3,9 @@
 The convention of Hugging Face `imagefolder` (`metadata.csv`/`metadata.jsonl`) and of many
 Kaggle competitions. `file_name` is relative to the image root, with forward slashes;
 other columns are allowed and only reported. Both the image_folder builder and the folder
-loader read label files here, so they apply the same rules.
+loader read label files here, so they apply the same rules. Labels that are all integers
+(JSON numbers, or cells of digits) keep their values: class names are their decimal strings
+in numeric order, so labels 0..K-1 get class index = label.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import io
 import json
 import os
 import posixpath
+import re
 from typing import Optional, Sequence
 
 import tensorflow as tf
@@ -24,6 +27,8 @@ FILE_NAME = "file_name"
 LABEL = "label"
 EXTENSIONS = (".csv", ".jsonl")
 NOT_LISTED = "not in labels file"
+# An integer label: a JSON number, or a cell of ASCII digits (optionally signed).
+_INTEGER = re.compile(r"^[+-]?[0-9]+$")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,15 +39,21 @@ class LabelFile:
     path: where it was read from (for messages).
     labels: file name (relative to the root, forward slashes) -> label name.
     extra_columns: columns other than `file_name` and `label`, in file order.
+    integer_labels: every label is an integer (a JSON number, or a string of digits);
+      the label names are then their decimal strings ("007" is "7").
   """
 
   path: str
   labels: dict
   extra_columns: tuple = ()
+  integer_labels: bool = False
 
   def class_names(self, class_names: Optional[Sequence[str]] = None) -> list[str]:
-    """`class_names` if given, else the distinct label values, sorted."""
-    return list(class_names) if class_names else sorted(set(self.labels.values()))
+    """`class_names` if given, else the distinct labels sorted: by value when they are all
+    integers (labels 0..K-1 get class index = label), else as strings."""
+    if class_names:
+      return list(class_names)
+    return sorted(set(self.labels.values()), key=int if self.integer_labels else None)
 
   def reason_left_out(self, name: str, class_names: Sequence[str]) -> Optional[str]:
     """Why the file `name` takes no part (None: it has a label among `class_names`)."""
@@ -94,20 +105,23 @@ def parse(data: bytes, name: str) -> LabelFile:
   except UnicodeDecodeError as e:
     raise ValueError(f"labels file {name}: not UTF-8 text ({e})") from None
   rows, extra = (_csv_rows if name.lower().endswith(".csv") else _jsonl_rows)(text, name)
-  labels, line_of = {}, {}
-  for line, file_name, label in rows:
-    file_name = _clean_name(file_name, name, line)
+  for line, _, label in rows:
     if not isinstance(label, (str, int)) or isinstance(label, bool) or str(label).strip() == "":
       raise ValueError(f"labels file {name} line {line}: label must be a non-empty string or int. "
                        f"Received: label={label!r}")
-    label = str(label).strip()
+  # Integer labels keep their values: "10" sorts after "2", and "007" is label 7.
+  integer = bool(rows) and all(_INTEGER.match(str(label).strip()) for _, _, label in rows)
+  labels, line_of = {}, {}
+  for line, file_name, label in rows:
+    file_name = _clean_name(file_name, name, line)
+    label = str(int(str(label).strip())) if integer else str(label).strip()
     if file_name in labels and labels[file_name] != label:
       raise ValueError(
           f"labels file {name}: {file_name!r} has two labels, {labels[file_name]!r} "
           f"(line {line_of[file_name]}) and {label!r} (line {line})")
     labels.setdefault(file_name, label)
     line_of.setdefault(file_name, line)
-  return LabelFile(name, labels, tuple(extra))
+  return LabelFile(name, labels, tuple(extra), integer)
 
 
 def _clean_name(file_name, name: str, line: int) -> str:

@@ -241,6 +241,59 @@ def test_builder_with_a_conflicting_label_file_fails_naming_the_file(tmp_path):
     _build(root, tmp_path / "out", "conflict", labels="labels.csv")
 
 
+# Integer labels -----------------------------------------------------------------------
+
+# JSON numbers 0..11 (as string order they would be 0, 1, 10, 11, 2, ...), and CSV cells of
+# digits that are not 0..K-1 (string order: 007, 10, 200; numeric: 7, 10, 200).
+NUMBERED = {f"n/{i:02d}.jpg": i % 12 for i in range(24)}
+SPARSE = {f"n/{i:02d}.jpg": ("007", "10", "200")[i % 3] for i in range(24)}
+
+
+@pytest.fixture(scope="module")
+def numbered_root(tmp_path_factory) -> str:
+  root = str(tmp_path_factory.mktemp("numbered"))
+  _write_images(root, list(NUMBERED), seed=4)
+  with open(os.path.join(root, "numbers.jsonl"), "w") as f:
+    f.writelines(json.dumps({"file_name": n, "label": v}) + "\n" for n, v in NUMBERED.items())
+  with open(os.path.join(root, "sparse.csv"), "w") as f:
+    f.write("file_name,label\n" + "".join(f"{n},{v}\n" for n, v in SPARSE.items()))
+  return root
+
+
+def test_integer_labels_keep_their_values_in_the_builder_and_the_folder_loader(numbered_root, tmp_path):
+  expected_names = [str(i) for i in range(12)]
+  builder = _build(numbered_root, tmp_path, "numbers", labels="numbers.jsonl")
+  assert builder.info.features["label"].names == expected_names
+  stored = {e["image/filename"].decode(): int(e["label"])
+            for e in tfds.as_numpy(builder.as_dataset(split="train"))}
+  assert stored == NUMBERED  # class index = the label's value
+  ds = pipeline.image_dataset_from_directory(numbered_root, labels="numbers.jsonl", image_size=(16, 16),
+                                             shuffle=False, verbose=False)
+  assert ds.class_names == expected_names
+  labels = np.concatenate([l.numpy() for _, l in ds])
+  assert {os.path.relpath(p, numbered_root): int(l) for p, l in zip(ds.file_paths, labels)} == NUMBERED
+
+
+def test_integer_labels_that_are_not_0_to_k_minus_1_take_their_numeric_order(numbered_root, tmp_path):
+  order = {"007": 0, "10": 1, "200": 2}
+  builder = _build(numbered_root, tmp_path, "sparse", labels="sparse.csv")
+  assert builder.info.features["label"].names == ["7", "10", "200"]
+  stored = {e["image/filename"].decode(): int(e["label"])
+            for e in tfds.as_numpy(builder.as_dataset(split="train"))}
+  assert stored == {n: order[v] for n, v in SPARSE.items()}
+  ds = pipeline.image_dataset_from_directory(numbered_root, labels="sparse.csv", image_size=(16, 16),
+                                             shuffle=False, verbose=False)
+  assert ds.class_names == ["7", "10", "200"]
+  labels = np.concatenate([l.numpy() for _, l in ds])
+  assert {os.path.relpath(p, numbered_root): int(l) for p, l in zip(ds.file_paths, labels)} == \
+      {n: order[v] for n, v in SPARSE.items()}
+
+
+def test_labels_that_are_not_all_integers_stay_strings_in_string_order():
+  parsed = label_files.parse(b"file_name,label\na.jpg,10\nb.jpg,2\nc.jpg,x\n", "l.csv")
+  assert not parsed.integer_labels and parsed.class_names() == ["10", "2", "x"]
+
+
 # The folder loader ------------------------------------------------------------------
 
 
