@@ -298,8 +298,12 @@ def _left_out(directory, walked, inferred: bool) -> dict:
 def _check_cache_dir(directory, cache_dir, color_mode) -> None:
   if color_mode == "rgba":
     raise ValueError('cache_dir stores 1 or 3 channels. Received: color_mode="rgba"')
-  inside = os.path.join(filesystems.absolute(directory), "")
-  if os.path.join(filesystems.absolute(cache_dir), "").startswith(inside):
+
+  def real(path):  # a symlink into the folder (or a folder reached through one) is inside too
+    return os.path.realpath(path) if filesystems.is_local(path) else filesystems.absolute(path)
+
+  inside = os.path.join(real(os.fspath(directory)), "")
+  if os.path.join(real(os.fspath(cache_dir)), "").startswith(inside):
     raise ValueError(
         f"cache_dir must lie outside the folder being read: its entries would become files "
         f"or classes of it. Received: cache_dir={cache_dir!r} inside directory={directory!r}")

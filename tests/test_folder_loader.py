@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 
 import keras
 import numpy as np
@@ -271,6 +272,22 @@ def test_cache_dir_refuses_rgba_and_a_folder_inside_the_folder_read(clean_folder
     ours(clean_folder, color_mode="rgba", cache_dir=str(tmp_path), verbose=False)
   with pytest.raises(ValueError, match="cache_dir must lie outside the folder being read"):
     ours(clean_folder, cache_dir=os.path.join(clean_folder, "cache"), verbose=False)
+
+
+def test_a_cache_dir_inside_the_folder_never_becomes_a_class(clean_folder, tmp_path, monkeypatch):
+  data = tmp_path / "data"
+  shutil.copytree(clean_folder, data)
+  monkeypatch.chdir(tmp_path)
+  link = tmp_path / "link"
+  os.symlink(data / "Cat", link)
+  # As the first user typed it, twice; and through a symlink that leads inside.
+  for cache in ("data/cache", "data/cache", str(link / "cache")):
+    with pytest.raises(ValueError, match="cache_dir must lie outside the folder being read"):
+      ours("data", cache_dir=cache, image_size=(16, 16), verbose=False)
+  assert sorted(os.listdir(data)) == ["Cat", "Dog"]  # nothing written into the folder
+  outside = ours("data", cache_dir=str(tmp_path / "cache"), image_size=(16, 16), verbose=False)
+  again = ours("data", cache_dir=str(tmp_path / "cache"), image_size=(16, 16), verbose=False)
+  assert outside.class_names == again.class_names == ["Cat", "Dog"]
 
 
 def test_the_check_reads_headers_only(bad_folder):
