@@ -116,6 +116,8 @@ class RunConfig:
     dataset: TFDS name (e.g. "pet_images/gray100"), read from `data_dir`.
     data_dir: TFDS data directory for `dataset`.
     folder: image folder with one sub-folder per class.
+    train_on_held_out: allow `shards` of a validation or test split (used for training
+      only, never also to validate or test); refused by default.
     demo: no data given: train on the embedded demo's data (set by `resolve`).
     data_service: tf.data service dispatcher (grpc://HOST:PORT) the training input runs on.
     model: registered model name (default: the demo's, else `models.DEFAULT`).
@@ -149,6 +151,7 @@ class RunConfig:
   dataset: Optional[str] = None
   data_dir: Optional[str] = None
   folder: Optional[str] = None
+  train_on_held_out: bool = False
   demo: bool = False
   data_service: Optional[str] = None
   model: Optional[str] = None
@@ -174,7 +177,8 @@ class RunConfig:
   def source(self) -> training_data.DataSource:
     return training_data.DataSource(
         shards=self.shards, val_shards=self.val_shards, test_shards=self.test_shards,
-        dataset=self.dataset, data_dir=self.data_dir, folder=self.folder)
+        dataset=self.dataset, data_dir=self.data_dir, folder=self.folder,
+        train_on_held_out=self.train_on_held_out)
 
 
 def resolve(config: RunConfig) -> RunConfig:

@@ -32,6 +32,7 @@ from petpipe.pipeline.reading import check_one_dataset, from_shards, record_coun
 from petpipe.pipeline.reading import tfds_dataset_dir
 
 SPLITS = ("train", "validation", "test")
+HELD_OUT = ("validation", "test")
 DEFAULT_CHANNELS = 1
 FOLDER_VALIDATION_SPLIT = 0.2
 
@@ -51,6 +52,8 @@ class DataSource:
     data_dir: TFDS data directory for `dataset` (TFDS's default when None).
     folder: an image folder with one sub-folder per class; split 80/20 into train and
       validation by a seeded pick, bad files skipped.
+    train_on_held_out: allow `shards` of a validation or test split (by their TFDS names);
+      that split is then used for training only, never also to validate or test.
   """
 
   shards: Optional[str] = None
@@ -60,6 +63,7 @@ class DataSource:
   dataset: Optional[str] = None
   data_dir: Optional[str] = None
   folder: Optional[str] = None
+  train_on_held_out: bool = False
 
   def __post_init__(self):
     if (self.val_shards or self.test_shards) and not self.shards:
@@ -162,13 +166,21 @@ def _record_files(source: DataSource) -> tuple[dict, tfds.features.FeaturesDict]
   """Split -> record files, and the features that describe them."""
   if source.shards:
     files = {"train": _glob(source.shards, "shards")}
-    _check_one_split(files["train"], "shards")
+    trained_on = _check_one_split(files["train"], "shards")
+    if trained_on in HELD_OUT and not source.train_on_held_out:
+      raise ValueError(
+          f"shards {source.shards!r} are the {trained_on} split: a model trained on them would "
+          f"be validated or tested on the files it learned. Point shards at the train split, or "
+          f"allow training on them (--train-on-held-out; they are then used for nothing else).")
     check_one_dataset(files["train"])
+    given = {"train": "shards"}
     for split, pattern, name in (("validation", source.val_shards, "val_shards"),
                                  ("test", source.test_shards, "test_shards")):
-      found = _glob(pattern, name) if pattern else _siblings(files["train"], split)
-      if found:
-        files[split] = found
+      if pattern:
+        files[split], given[split] = _glob(pattern, name), name
+      elif split != trained_on and (found := _siblings(files["train"], split)):
+        files[split], given[split] = found, f"the {split} shards beside shards"
+    _check_disjoint(files, given)
     check_one_dataset([f for split_files in files.values() for f in split_files])
     return files, schema.load_features(os.path.dirname(files["train"][0]))
   if source.dataset:
@@ -278,11 +290,28 @@ def _siblings(train_files: Sequence[str], split: str) -> list[str]:
   return sorted(tf.io.gfile.glob(pattern))
 
 
-def _check_one_split(files: Sequence[str], name: str) -> None:
+def _check_one_split(files: Sequence[str], name: str) -> Optional[str]:
+  """The one split the TFDS names of `files` give (None for other names)."""
   splits = sorted({s.split for s in map(records.shard_name, files) if s})
   if len(splits) > 1:
     raise ValueError(f"{name} matches files of several splits ({', '.join(splits)}); "
                      "point it at one split.")
+  return splits[0] if splits else None
+
+
+def _check_disjoint(files: dict, given: dict) -> None:
+  """No file in two splits: evaluation must never read a file the model trained on."""
+  def same(path):
+    return os.path.realpath(path) if "://" not in path else path
+
+  owner = {}
+  for split, paths in files.items():
+    for path in paths:
+      other = owner.setdefault(same(path), split)
+      if other != split:
+        raise ValueError(
+            f"{given[other]} and {given[split]} both match {path}: each split must have files "
+            f"of its own, or the {split} metrics would be measured on {other} files.")
 
 
 def _label_counts(files: Sequence[str], num_classes: int) -> list[int]:

@@ -53,6 +53,8 @@ class _Size(click.ParamType):
 @click.option("--dataset", help="TFDS dataset name, e.g. pet_images/gray100.")
 @click.option("--data-dir", help="TFDS data directory for --dataset.")
 @click.option("--folder", help="Image folder with one sub-folder per class.")
+@click.option("--train-on-held-out", is_flag=True,
+              help="Allow --shards of a validation or test split (then used for training only).")
 @click.option("--data-service", metavar="ADDRESS",
               help="tf.data service dispatcher (grpc://HOST:PORT) to run the training input "
               "on, each example once per epoch; see `petpipe data-service`.")

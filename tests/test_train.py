@@ -446,6 +446,32 @@ def test_shards_of_several_splits_are_refused(shards, tmp_path):
                          "several splits (test, train, validation)")
 
 
+@pytest.mark.parametrize("split", ["validation", "test"])
+def test_training_on_a_held_out_split_is_refused(shards, split, tmp_path):
+  held_out = shards.replace("-train.", f"-{split}.")
+  _assert_one_line_error(invoke(["--shards", held_out, "--out", tmp_path / "out"]),
+                         f"are the {split} split")
+
+
+@pytest.mark.parametrize("option", ["--val-shards", "--test-shards"])
+def test_evaluating_on_the_training_files_is_refused(shards, option, tmp_path):
+  _assert_one_line_error(invoke(["--shards", shards, option, shards, "--out", tmp_path / "out"]),
+                         "both match")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("split, other", [("validation", "test"), ("test", "validation")])
+def test_a_held_out_split_allowed_for_training_is_never_evaluated_on(shards, split, other, tmp_path):
+  out = tmp_path / "out"
+  _assert_ok(invoke(["--shards", shards.replace("-train.", f"-{split}."), "--train-on-held-out",
+                     "--model", "mlp", "--epochs", 1, "--batch-size", 8, "--out", out]))
+  metrics = _metrics(out)
+  # The files trained on are that split's 6 (not the train split's 16), and only the other
+  # held-out split is evaluated.
+  assert metrics["counts"] == {"train": {"cat": 3, "dog": 3}, other: {"cat": 3, "dog": 3}}
+  assert metrics["final"][split] is None and metrics["final"][other]["examples"] == 6
+
+
 def test_unwritable_out_is_a_one_line_error(tmp_path):
   blocker = tmp_path / "file"
   blocker.write_text("not a folder")
