@@ -17,7 +17,7 @@ from petpipe.pipeline import schema
 BALANCE_MODES = ("undersample", "none")
 DUPLICATE_MODES = ("skip_conflicts", "keep", "drop")
 DEFAULT_MAX_FILE_BYTES = 64 * 2**20
-DEFAULT_SPLIT_PERCENT = (80.0, 10.0, 10.0)
+DEFAULT_SPLIT_PERCENT = splits_lib.DEFAULT_SPLIT_PERCENT
 # A config name is one folder name under --data_dir: no separators, no "." or "..".
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 

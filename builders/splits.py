@@ -1,35 +1,19 @@
 """Stable split assignment and deterministic class balancing.
 
-A file's split depends only on a hash of its relative path, so adding files
-never moves an existing file to another split, and no file sits in two splits.
-Per class, each split receives its percentage in expectation (stratified).
+A file's split depends only on a hash of its relative path (`pipeline.file_splits`, the
+rule `petpipe train --folder` applies too), so adding files never moves an existing file to
+another split, and no file sits in two splits.
 """
 
 from __future__ import annotations
 
 import collections
-import hashlib
 from typing import Callable, Iterable, Optional, Sequence, TypeVar
 
-SPLITS = ("train", "validation", "test")
+from petpipe.pipeline.file_splits import (  # noqa: F401  (re-exported)
+    DEFAULT_SPLIT_PERCENT, SPLITS, split_of, stable_fraction)
+
 T = TypeVar("T")
-
-
-def stable_fraction(key: str, salt: str = "") -> float:
-  """A number in [0, 1) fixed by `key` alone (same on every machine and run)."""
-  digest = hashlib.sha256(f"{salt}:{key}".encode("utf-8")).digest()
-  return int.from_bytes(digest[:8], "big") / 2**64
-
-
-def split_of(path: str, percent: Sequence[float]) -> str:
-  """The split of a file given (train, validation, test) percentages."""
-  point = stable_fraction(path, "split") * 100
-  edge = 0.0
-  for name, share in zip(SPLITS, percent):
-    edge += share
-    if point < edge:
-      return name
-  return next(name for name, share in reversed(list(zip(SPLITS, percent))) if share > 0)
 
 
 def group(items: Iterable[T], split_key: Callable[[T], str], class_key: Callable[[T], str]) -> dict:

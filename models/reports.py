@@ -45,9 +45,7 @@ def report(model: keras.Model, evaluation: Mapping[str, tf.data.Dataset],
   Returns:
     split -> `evaluate`'s dict, None for a split the data does not have.
   """
-  final = {split: None for split in SPLITS}
-  for split, dataset in evaluation.items():
-    final[split] = evaluate(model, dataset, sum(counts[split]))
+  final = evaluate_splits(model, evaluation, counts)
   shown = next(s for s in ("test", "validation", "train") if s in evaluation)
   labels, predicted, confidence, (images, shown_at) = _predictions(model, evaluation[shown],
                                                                   multi_worker)
@@ -56,6 +54,15 @@ def report(model: keras.Model, evaluation: Mapping[str, tf.data.Dataset],
                 class_names, paths["samples"])
   matrix = plots.confusion_matrix(labels, predicted, len(class_names))
   plots.confusion(matrix, class_names, paths["confusion"], title=f"{shown} split")
+  return final
+
+
+def evaluate_splits(model: keras.Model, evaluation: Mapping[str, tf.data.Dataset],
+                    counts: Mapping[str, Sequence[int]]) -> dict:
+  """split -> `evaluate`'s dict, None for a split the data does not have."""
+  final = {split: None for split in SPLITS}
+  for split, dataset in evaluation.items():
+    final[split] = evaluate(model, dataset, sum(counts[split]))
   return final
 
 
@@ -71,9 +78,12 @@ def best_epoch(history: Sequence[dict], monitor: str) -> Optional[dict]:
 
 def metrics(config: dict, class_names: Sequence[str], counts: Mapping[str, Sequence[int]],
             history: Sequence[dict], final: Optional[dict], outputs: dict,
-            best: Optional[dict] = None) -> dict:
+            best: Optional[dict] = None, final_model: Optional[str] = None,
+            last_epoch_model: Optional[dict] = None) -> dict:
   """metrics.json's content; `final` is None until training has finished; `best` is the
-  epoch `model.best.keras` holds."""
+  epoch `model.best.keras` holds; `final_model` names the file `final` measured (the one the
+  user is told to use), and `last_epoch_model` holds {"file", "epoch", "final"} of the last
+  epoch's model when that is another."""
   trained = [row["images_per_second"] for row in history]
   test = (final or {}).get("test")
   return {
@@ -87,8 +97,31 @@ def metrics(config: dict, class_names: Sequence[str], counts: Mapping[str, Seque
           "test": test["images_per_second"] if test else None,
       },
       "best": best,
+      "final_model": final_model,
+      "last_epoch_model": last_epoch_model,
       "outputs": outputs,
   }
+
+
+def summary(content: dict) -> list[str]:
+  """The lines that say what a finished run measured, and on which model: the test split's
+  metrics (else validation's, else training's) of `final_model`, and those of the last
+  epoch's model when it is another file."""
+  final = content["final"]
+  shown = next((s for s in ("test", "validation") if final[s]), "train")
+  result = final[shown]
+  best, model = content.get("best"), content.get("final_model")
+  which = f"{model}"
+  if best and model == content["outputs"].get("best"):
+    which += f" (epoch {best['epoch']}, lowest {best['monitor']} {best['value']:.3f})"
+  lines = [f"{shown.capitalize()} accuracy: {result['accuracy']:.1%} on {result['examples']} "
+           f"images (loss {result['loss']:.3f}) of {which}."]
+  last = content.get("last_epoch_model")
+  if last:
+    other = last["final"][shown]
+    lines.append(f"{last['file']} (epoch {last['epoch']}, the last): {shown} accuracy "
+                 f"{other['accuracy']:.1%} (loss {other['loss']:.3f}).")
+  return lines
 
 
 def _predictions(model: keras.Model, dataset: tf.data.Dataset, multi_worker: bool = False):

@@ -50,25 +50,38 @@ _CALLBACK_STATE = {
 }
 
 
-def resume_state(backup_dir: str, settings: dict) -> Optional[dict]:
+def resume_state(backup_dir: str, settings: dict,
+                 describe: Callable[[str], str] = lambda key: key) -> Optional[dict]:
   """The saved state of an interrupted run in `backup_dir`, or None to start afresh.
+
+  Every key of `settings` must have the saved run's value; a "seed" key is compared with
+  the seed the saved run used (so give it only when the user chose one).
 
   Raises:
     ValueError: the backup was written by a run with other `settings` (model, data,
-      sizes...): continuing it would mix two runs.
+      sizes...): continuing it would mix two runs. The message names each differing
+      setting as `describe(key)` says, with both values.
   """
   state = checkpoint.load(backup_dir)
   if state is None:
     return None
-  saved = state.get("config")
-  if saved != _plain(settings):
-    differing = sorted(k for k in set(saved or {}) | set(settings)
-                       if (saved or {}).get(k) != _plain(settings).get(k))
+  saved = dict(state.get("config") or {})
+  if "seed" in settings:
+    saved["seed"] = state.get("seed")
+  mine = _plain(settings)
+  differing = [key for key in sorted(mine) if saved.get(key) != mine[key]]
+  if differing:
     folder = os.path.dirname(backup_dir if "://" in backup_dir else os.path.abspath(backup_dir))
-    raise ValueError(f"{folder} holds a run with other "
-                     f"settings ({', '.join(differing)} differ); use another output folder "
-                     f"or delete {backup_dir}.")
+    parts = [f"{describe(key)} ({_short(mine[key])} now, {_short(saved.get(key))} there)"
+             for key in differing]
+    raise ValueError(f"{folder} holds a run with other settings: {'; '.join(parts)}. Use "
+                     f"another output folder, or delete {backup_dir} to start over.")
   return state
+
+
+def _short(value, limit: int = 60) -> str:
+  text = "not set" if value is None else json.dumps(value)
+  return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def new_seed() -> int:

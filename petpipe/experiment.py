@@ -92,6 +92,7 @@ class DemoSettings:
     builder_config: the `pet_images` config the demo builds.
     model: the model the demo trains.
     epochs: epochs the demo trains.
+    seed: the run seed when none is given, so every newcomer trains the same run.
   """
 
   per_class: int = 400
@@ -100,6 +101,7 @@ class DemoSettings:
   builder_config: str = "gray100"
   model: str = "cnn"
   epochs: int = 4
+  seed: int = 0
 
 
 DEMO = DemoSettings()
@@ -126,7 +128,8 @@ class RunConfig:
     image_size: (height, width) the model sees (default: the stored size, else 100).
     channels: 1 (grayscale) or 3 (RGB) (default: the stored channels, else 1).
     learning_rate: Adam's learning rate.
-    seed: run seed; None picks one (kept in the backup, so a resumed run reuses it).
+    seed: run seed; None picks one (the demo's is fixed: `DEMO.seed`), kept in the backup,
+      so a resumed run reuses it.
     deterministic: deterministic ops and input order.
     augment: in-model augmentation: True (flip, rotate), False, or names from
       `models.preprocessing.AUGMENTATIONS` (a list or "flip,zoom"); None keeps the
@@ -313,8 +316,12 @@ def _train(config: RunConfig, where: strategy.Placement,
   backup = os.path.join(config.out, OUTPUTS["backup"])
   replicas = distribution.num_replicas_in_sync
   state = checkpoint.load(backup)
-  seed = state["seed"] if state else (config.seed if config.seed is not None
-                                      else training.new_seed())
+  if state:
+    seed = state["seed"]
+  elif config.seed is not None:
+    seed = config.seed
+  else:  # the demo's seed is fixed, so what the README quotes is what a newcomer sees
+    seed = DEMO.seed if config.demo else training.new_seed()
   if where.multi_worker:
     seed = _agree_with_chief(distribution, where, seed, state, backup)
   chosen = accelerator.choose(config.mixed_precision, config.jit_compile,
@@ -332,7 +339,9 @@ def _train(config: RunConfig, where: strategy.Placement,
   settings = {**_comparable(config, replicas),
               **{f"data_{key}": value for key, value in data.fingerprint.items()}}
   if state:
-    training.resume_state(backup, settings)
+    # A seed is compared only when the user gave one: otherwise the saved run's is reused.
+    given = {"seed": config.seed} if config.seed is not None else {}
+    training.resume_state(backup, {**settings, **given}, describe=_setting_name)
 
   accelerator.apply_policy(chosen)
   determinism.seed_everything(seed, config.deterministic)
@@ -373,10 +382,10 @@ def _train(config: RunConfig, where: strategy.Placement,
   monitor = "val_loss" if validation is not None else "loss"
   outputs = {k: v for k, v in OUTPUTS.items() if k != "best" or config.best_checkpoint}
 
-  def write_metrics(history, final=None):
+  def write_metrics(history, final=None, final_model=None, last=None):
     best = reports.best_epoch(history, monitor) if config.best_checkpoint else None
     content = reports.metrics(used, data.class_names, data.counts, history, final, outputs,
-                              best)
+                              best, final_model, last)
     checkpoint.write_json(paths["metrics"], content)
     return content
 
@@ -389,9 +398,27 @@ def _train(config: RunConfig, where: strategy.Placement,
       prepare=lambda batches: accelerator.prefetch(batches, chosen),
       after_epoch=write_metrics, save_every=config.save_every)
   training.save_model(model, paths["model"])
-  final = reports.report(model, data.evaluation, data.counts, data.class_names, history,
+  # The run reports the model it tells the user to use: the best checkpoint when one is
+  # kept, with the last epoch's model's metrics beside it when that is another.
+  best = reports.best_epoch(history, monitor) if config.best_checkpoint else None
+  reported, name, last = model, OUTPUTS["model"], None
+  if best and tf.io.gfile.exists(paths["best"]):
+    name = OUTPUTS["best"]
+    if best["epoch"] != history[-1]["epoch"]:
+      last = {"file": OUTPUTS["model"], "epoch": history[-1]["epoch"],
+              "final": reports.evaluate_splits(model, data.evaluation, data.counts)}
+      with distribution.scope():
+        reported = _load_for_evaluation(paths["best"], len(data.class_names))
+  final = reports.report(reported, data.evaluation, data.counts, data.class_names, history,
                          paths, where.multi_worker)
-  return write_metrics(history, final)
+  return write_metrics(history, final, name, last)
+
+
+def _load_for_evaluation(path: str, num_classes: int) -> keras.Model:
+  """A saved model, compiled with the run's loss and accuracy (weights only matter now)."""
+  model = keras.models.load_model(path, compile=False, safe_mode=True)
+  model.compile(loss=head.loss(num_classes), metrics=[head.accuracy(num_classes)])
+  return model
 
 
 def _augments(config: RunConfig):
@@ -410,11 +437,28 @@ def _comparable(config: RunConfig, replicas: int = 1) -> dict:
   their number too, since it sets the global batch."""
   settings = dataclasses.asdict(config)
   for free in ("epochs", "out", "data_service", "save_every", "best_checkpoint",
-               "stall_timeout"):
+               "stall_timeout", "seed"):
     settings.pop(free)
   if replicas != 1:
     settings["replicas"] = replicas
   return settings
+
+
+_DATA_SETTINGS = {"data_class_names": "the data's class names",
+                  "data_counts": "the data's examples per split and class",
+                  "data_files": "the data's files (a digest of names and sizes)"}
+
+
+def _setting_name(key: str) -> str:
+  """How the user knows a compared setting: its command-line option, or what the data
+  shows (class names and counts are in metrics.json)."""
+  if key in _DATA_SETTINGS:
+    return _DATA_SETTINGS[key]
+  if key == "replicas":
+    return "the number of replicas (devices training in step)"
+  if key == "demo":
+    return "the demo (no data option given)"
+  return "--" + key.replace("_", "-")
 
 
 def _compiled_model(config: RunConfig, data: training_data.TrainingData, seed: int,

@@ -29,6 +29,7 @@ from petpipe.images import sources
 # Keras' private module), so that the same arguments index the same files in the same order
 # and fail with the same errors.
 from petpipe.pipeline import folder_cache
+from petpipe.pipeline import file_splits
 from petpipe.pipeline import folder_files
 from petpipe.pipeline import keras_folder_index
 from petpipe.pipeline import label_files
@@ -61,6 +62,7 @@ def image_dataset_from_directory(
     verbose=True,
     cache_dir=None,
     fast_decode=False,
+    split_percent=None,
 ):
   """Generates a `tf.data.Dataset` from image files in a directory, like Keras does.
 
@@ -95,6 +97,12 @@ def image_dataset_from_directory(
       rounded to whole values as the records hold them: much less decode work for large
       photos, and the pixels a model trained on a folder later gets from `predict`. Not for
       `color_mode="rgba"` or `interpolation="nearest"`, which keep Keras's decode.
+    split_percent: instead of `validation_split` and `subset`, (train, validation, test)
+      percentages: returns {"train": ..., "validation": ..., "test": ...} (splits without
+      files left out), each file's split fixed by a hash of its path relative to
+      `directory` (the builders' rule, `pipeline.file_splits`), so the validation and test
+      files depend on the folder alone, never on `seed`; they come in path order, the
+      training split shuffled as `shuffle` and `seed` say.
   """
   # Beyond Keras: a label file path (`label_files`) names each file's label.
   label_file = labels if label_files.is_label_file(labels) else None
@@ -154,6 +162,10 @@ def image_dataset_from_directory(
   if format == "grain":
     raise ValueError('Only format="tf" is supported here. Received: format=grain')
   keras_folder_index.check_validation_split_arg(validation_split, subset, shuffle, seed)
+  if split_percent is not None and (validation_split or subset):
+    raise ValueError("split_percent replaces validation_split and subset. Received: "
+                     f"split_percent={split_percent}, validation_split={validation_split}, "
+                     f"subset={subset}")
   if pad_to_aspect_ratio and crop_to_aspect_ratio:
     raise ValueError(
         "Only one of `pad_to_aspect_ratio`, `crop_to_aspect_ratio`"
@@ -206,15 +218,19 @@ def image_dataset_from_directory(
       deterministic=not shuffle or user_seed is not None,
       fast_decode=bool(fast_decode),
   )
-  subsets = ["training", "validation"] if subset == "both" else [subset]
+  if split_percent is not None:
+    named = _stable_splits(directory, image_paths, labels, split_percent)
+    if "train" not in named:
+      raise ValueError(_no_images_message(directory, "training"))
+  else:
+    subsets = ["training", "validation"] if subset == "both" else [subset]
+    named = {name: keras_folder_index.get_training_or_validation_split(
+        image_paths, labels, validation_split, name) for name in subsets}
   datasets = []
-  for name in subsets:
-    paths, subset_labels = keras_folder_index.get_training_or_validation_split(
-        image_paths, labels, validation_split, name
-    )
+  for name, (paths, subset_labels) in named.items():
     if not paths:
       raise ValueError(_no_images_message(directory, name if subset == "both" else None))
-    shuffled = shuffle and not (subset == "both" and name == "validation")
+    shuffled = shuffle and name in ("train", "training", None)
     datasets.append(_subset(directory, name, paths, subset_labels, options, shuffled, seed,
                             cache_dir))
   skipped = {**left_out, **{p: r for ds in datasets for p, r in ds.skip_reasons.items()}}
@@ -227,7 +243,27 @@ def image_dataset_from_directory(
     dataset.skipped_files = sorted(dataset.skip_reasons)
     if label_file is not None:
       dataset.missing_files = missing
+  if split_percent is not None:
+    return dict(zip(named, datasets))
   return datasets if subset == "both" else datasets[0]
+
+
+def _stable_splits(directory, paths, labels, percent) -> dict:
+  """{split: (paths, labels)} by `file_splits.split_of` of each path relative to `directory`;
+  evaluation splits in path order (the training split keeps the index's order)."""
+  by_split = {}
+  for i, path in enumerate(paths):
+    rel = os.path.relpath(path, directory).replace(os.sep, "/")
+    by_split.setdefault(file_splits.split_of(rel, percent), []).append(i)
+  named = {}
+  for split in file_splits.SPLITS:
+    order = by_split.get(split, [])
+    if split != "train":
+      order = sorted(order, key=lambda i: paths[i])
+    if order:
+      named[split] = ([paths[i] for i in order],
+                      None if labels is None else [labels[i] for i in order])
+  return named
 
 
 def _index_label_file(directory, label_file: str, class_names, shuffle, seed, follow_links,

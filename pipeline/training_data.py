@@ -22,6 +22,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from petpipe.images import transform
+from petpipe.pipeline import file_splits
 from petpipe.pipeline import records
 from petpipe.pipeline import schema
 from petpipe.pipeline import service
@@ -34,7 +35,6 @@ from petpipe.pipeline.reading import tfds_dataset_dir
 SPLITS = ("train", "validation", "test")
 HELD_OUT = ("validation", "test")
 DEFAULT_CHANNELS = 1
-FOLDER_VALIDATION_SPLIT = 0.2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,8 +50,9 @@ class DataSource:
     dataset_dir: a built dataset folder (`<data_dir>/<name>/<config>/<version>`).
     dataset: a TFDS name such as "pet_images/gray100", read from `data_dir`.
     data_dir: TFDS data directory for `dataset` (TFDS's default when None).
-    folder: an image folder with one sub-folder per class; split 80/20 into train and
-      validation by a seeded pick, bad files skipped.
+    folder: an image folder with one sub-folder per class; split 80/10/10 into train,
+      validation and test by a hash of each file's path (as the builders split), bad files
+      skipped.
     train_on_held_out: allow `shards` of a validation or test split (by their TFDS names);
       that split is then used for training only, never also to validate or test.
   """
@@ -337,19 +338,22 @@ def _folder_data(folder: str, shape, seed: int, layout: InputLayout) -> Training
                      "folder first (the image_folder builder), then read the dataset.")
   size = shape[0] or transform.DEFAULT_IMAGE_SIZE
   channels = shape[1] or DEFAULT_CHANNELS
-  # One seeded split into train and validation; the seed must stay the same for both
-  # subsets, so the training order is the loader's own reshuffle, not per-epoch seeds.
-  train, validation = image_dataset_from_directory(
+  # Each file's split from a hash of its path (the builders' rule), so validation and test
+  # hold the same files whatever the run seed; the seed orders the training split only,
+  # reshuffled by the loader each epoch (no per-epoch seeds).
+  splits = image_dataset_from_directory(
       folder, labels="inferred", label_mode="int",
       color_mode="grayscale" if channels == 1 else "rgb", batch_size=layout.batch_size,
-      image_size=size, shuffle=True, seed=seed, validation_split=FOLDER_VALIDATION_SPLIT,
-      subset="both", fast_decode=True)  # the one transform's policy, as prediction applies
-  class_names = list(train.class_names)
+      image_size=size, shuffle=True, seed=seed, split_percent=file_splits.DEFAULT_SPLIT_PERCENT,
+      fast_decode=True)  # the one transform's policy, as prediction applies
+  class_names = list(splits["train"].class_names)
+  files = {split: [os.path.relpath(p, folder) for p in dataset.file_paths]
+           for split, dataset in splits.items()}
   counts = {}
-  for split, dataset in (("train", train), ("validation", validation)):
+  for split, paths in files.items():
     per_class = [0] * len(class_names)
-    for path in dataset.file_paths:  # labels are the top-level sub-folders
-      per_class[class_names.index(os.path.relpath(path, folder).split(os.sep)[0])] += 1
+    for path in paths:  # labels are the top-level sub-folders
+      per_class[class_names.index(path.split(os.sep)[0])] += 1
     if sum(per_class):
       counts[split] = per_class
   if "train" not in counts:
@@ -360,14 +364,11 @@ def _folder_data(folder: str, shape, seed: int, layout: InputLayout) -> Training
     # batches, in the same order everywhere (the loader's order is fixed by the seed).
     policy = sharding.AutoShardPolicy.DATA
     options = sharding.input_options(policy)
-    train, validation = train.with_options(options), validation.with_options(options)
-  evaluation = {"train": train}
-  if "validation" in counts:
-    evaluation["validation"] = validation
+    splits = {split: dataset.with_options(options) for split, dataset in splits.items()}
+  train = splits["train"]
   return TrainingData(class_names=class_names, counts=counts,
                       train=lambda epoch_seed, skip=0: train.skip(skip) if skip else train,
-                      evaluation=evaluation, image_size=tuple(size), channels=channels,
+                      evaluation={split: splits[split] for split in counts},
+                      image_size=tuple(size), channels=channels,
                       train_shard_policy=None if policy is None else policy.name,
-                      files_digest=_digest({
-                          split: sorted(os.path.relpath(p, folder) for p in dataset.file_paths)
-                          for split, dataset in (("train", train), ("validation", validation))}))
+                      files_digest=_digest({split: sorted(paths) for split, paths in files.items()}))

@@ -23,6 +23,7 @@ from petpipe import experiment  # noqa: E402
 from petpipe.images import errors  # noqa: E402
 from petpipe import models  # noqa: E402
 from petpipe.models import accelerator  # noqa: E402
+from petpipe.models import reports  # noqa: E402
 from petpipe.models import strategy  # noqa: E402
 
 
@@ -70,7 +71,8 @@ class _Size(click.ParamType):
               help="[default: the stored channels, else 1]")
 @click.option("--learning-rate", default=1e-3, show_default=True,
               type=click.FloatRange(min=0, min_open=True))
-@click.option("--seed", type=int, help="Run seed. [default: random, kept for resuming]")
+@click.option("--seed", type=int, help=f"Run seed. [default: {experiment.DEMO.seed} for the demo, "
+              "else random; kept for resuming]")
 @click.option("--deterministic", is_flag=True, help="Deterministic ops and input order.")
 @click.option("--augment", is_flag=False, flag_value="flip,rotate", metavar="LIST",
               help="In-model augmentation, comma-separated: "
@@ -122,14 +124,8 @@ def main(**options):
     raise click.exceptions.Exit(130)
   except (OSError, ValueError) as e:  # ConnectionError is an OSError
     raise click.ClickException(errors.one_line(e)) from None
-  final = metrics["final"]
-  shown = next((s for s in ("test", "validation") if final[s]), "train")
-  click.echo(f"{shown.capitalize()} accuracy: {final[shown]['accuracy']:.1%} "
-             f"on {final[shown]['examples']} images (loss {final[shown]['loss']:.3f}).")
-  if metrics.get("best"):
-    best = metrics["best"]
-    click.echo(f"{experiment.OUTPUTS['best']} is epoch {best['epoch']} "
-               f"({best['monitor']} {best['value']:.3f}).")
+  for line in reports.summary(metrics):
+    click.echo(line)
   if not where.is_chief:
     click.echo(f"Worker {where.worker_index} done; the chief writes the outputs.")
     return

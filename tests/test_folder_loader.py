@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 
@@ -288,6 +289,34 @@ def test_a_cache_dir_inside_the_folder_never_becomes_a_class(clean_folder, tmp_p
   outside = ours("data", cache_dir=str(tmp_path / "cache"), image_size=(16, 16), verbose=False)
   again = ours("data", cache_dir=str(tmp_path / "cache"), image_size=(16, 16), verbose=False)
   assert outside.class_names == again.class_names == ["Cat", "Dog"]
+
+
+def test_split_percent_fixes_validation_and_test_files_by_their_paths_whatever_the_seed(tmp_path):
+  root = tmp_path / "many"
+  rng = np.random.default_rng(2)
+  for cls in ("a", "b"):
+    (root / cls).mkdir(parents=True)
+    for i in range(25):
+      Image.fromarray(rng.integers(0, 256, (16, 16, 3), np.uint8)).save(root / cls / f"{i}.png")
+
+  def split_by_hash(rel):  # the builders' rule, computed here anew
+    point = int.from_bytes(hashlib.sha256(f"split:{rel}".encode()).digest()[:8], "big") / 2**64
+    return "train" if point < 0.8 else "validation" if point < 0.9 else "test"
+
+  expected = {}
+  for cls in ("a", "b"):
+    for i in range(25):
+      expected.setdefault(split_by_hash(f"{cls}/{i}.png"), []).append(str(root / cls / f"{i}.png"))
+  runs = [ours(str(root), split_percent=(80, 10, 10), seed=seed, image_size=(16, 16), verbose=False)
+          for seed in (1, 2)]
+  for splits in runs:
+    assert set(splits) == {"train", "validation", "test"}
+    for split in ("validation", "test"):
+      assert splits[split].file_paths == sorted(expected[split])
+    assert sorted(splits["train"].file_paths) == sorted(expected["train"])
+  assert runs[0]["train"].file_paths != runs[1]["train"].file_paths  # the seed orders training
+  with pytest.raises(ValueError, match="split_percent replaces validation_split"):
+    ours(str(root), split_percent=(80, 10, 10), validation_split=0.2, subset="both", seed=1)
 
 
 def test_the_check_reads_headers_only(bad_folder):

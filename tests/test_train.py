@@ -4,6 +4,7 @@ one-line error; an interrupted run resumes to the same weights."""
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
 import shutil
@@ -20,6 +21,8 @@ from click.testing import CliRunner
 from PIL import Image
 
 from petpipe import experiment
+from petpipe import pipeline
+from petpipe.models import reports
 from petpipe.models import preprocessing
 from petpipe.models import training
 from petpipe.pipeline import schema
@@ -131,7 +134,8 @@ def test_metrics_json_has_the_documented_keys(finished_run):
   _, out = finished_run
   metrics = _metrics(out)
   assert set(metrics) == {"config", "class_names", "counts", "epochs", "final",
-                          "images_per_second", "best", "outputs"}
+                          "images_per_second", "best", "final_model", "last_epoch_model",
+                          "outputs"}
   # model.best.keras: the first epoch of lowest validation loss.
   val_losses = [row["val_loss"] for row in metrics["epochs"]]
   assert metrics["best"] == {"epoch": 1 + val_losses.index(min(val_losses)),
@@ -199,20 +203,26 @@ def test_explicit_splits_image_size_and_channels(tmp_path):
   assert model.input_shape == (None, 24, 20, 3)
 
 
+def _split_by_hash(rel: str) -> str:
+  """The split the builders' rule gives a file at `rel` (80/10/10), computed here anew."""
+  point = int.from_bytes(hashlib.sha256(f"split:{rel}".encode()).digest()[:8], "big") / 2**64
+  return "train" if point < 0.8 else "validation" if point < 0.9 else "test"
+
+
 @pytest.mark.slow
-def test_folder_source_trains_with_a_validation_split_and_no_test(tmp_path):
-  folder = write_folder(str(tmp_path / "pets"))
-  out = tmp_path / "out"
-  result = invoke(["--folder", folder, "--model", "mlp", "--epochs", 1, "--image-size", 16,
-                   "--seed", 2, "--out", out])
-  _assert_ok(result)
-  metrics = _metrics(out)
-  assert metrics["class_names"] == list(CLASSES)
-  assert metrics["final"]["test"] is None and metrics["final"]["validation"] is not None
-  assert sum(metrics["counts"]["train"].values()) + \
-      sum(metrics["counts"]["validation"].values()) == 12
-  assert "Validation accuracy:" in result.output
-  assert os.path.exists(os.path.join(out, "confusion.png"))
+def test_folder_runs_validate_and_test_on_files_fixed_by_the_folder_not_the_seed(tmp_path):
+  folder = write_folder(str(tmp_path / "pets"), per_class=20)
+  expected = {split: sum(_split_by_hash(f"{c}/{i}.png") == split for c in CLASSES for i in range(20))
+              for split in ("train", "validation", "test")}
+  for seed in (2, 3):
+    out = tmp_path / f"out{seed}"
+    result = invoke(["--folder", folder, "--model", "mlp", "--epochs", 1, "--image-size", 16,
+                     "--seed", seed, "--out", out])
+    _assert_ok(result)
+    assert "Test accuracy:" in result.output
+    metrics = _metrics(out)
+    assert metrics["class_names"] == list(CLASSES)
+    assert {s: f and f["examples"] for s, f in metrics["final"].items()} == expected
 
 
 @pytest.fixture(scope="module")
@@ -236,6 +246,7 @@ def test_no_arguments_runs_the_demo(demo):
     assert os.path.exists(out / name), name
   metrics = _metrics(out)
   assert metrics["config"]["demo"] is True and metrics["config"]["model"] == "cnn"
+  assert metrics["config"]["seed"] == experiment.DEMO.seed == 0  # no --seed: the same run for all
   assert metrics["config"]["image_size"] == [100, 100]  # pet_images/gray100
   assert metrics["class_names"] == ["cat", "dog"]
   assert metrics["final"]["test"]["examples"] > 0
@@ -289,6 +300,41 @@ def test_one_fit_drives_a_users_callback_the_cosine_schedule_and_the_csv_log(sha
   assert metrics["best"]["epoch"] in (1, 2, 3)
 
 
+class _Diverge(keras.callbacks.Callback):
+  """Makes the last epoch's updates huge, so its model is worse than an earlier one."""
+
+  def __init__(self, last_epoch: int):
+    super().__init__()
+    self.last_epoch = last_epoch
+
+  def on_epoch_begin(self, epoch, logs=None):
+    if epoch == self.last_epoch:
+      self.model.optimizer.learning_rate.assign(50.0)
+
+
+@pytest.mark.slow
+def test_test_metrics_are_those_of_the_model_the_user_is_told_to_use(shards, tmp_path):
+  out = str(tmp_path / "out")
+  metrics = experiment.run(experiment.RunConfig(
+      shards=shards, model="mlp", epochs=3, batch_size=8, seed=4, deterministic=True,
+      learning_rate=0.01, out=out), callbacks=[_Diverge(last_epoch=2)])
+  assert metrics["best"]["epoch"] < 3
+  assert metrics["final_model"] == "model.best.keras"
+  test = pipeline.from_shards(shards.replace("-train.", "-test."), pipeline.PipelineConfig(
+      image_size=16, channels=1, batch_size=8, normalize="none"), training=False)
+  for name, final in (("model.best.keras", metrics["final"]),
+                      ("model.keras", metrics["last_epoch_model"]["final"])):
+    model = keras.models.load_model(os.path.join(out, name))
+    model.compile(loss="binary_crossentropy", metrics=[keras.metrics.BinaryAccuracy(name="accuracy")])
+    expected = model.evaluate(test, verbose=0, return_dict=True)
+    assert final["test"]["loss"] == pytest.approx(expected["loss"], rel=1e-5), name
+    assert final["test"]["accuracy"] == pytest.approx(expected["accuracy"]), name
+  assert metrics["last_epoch_model"]["epoch"] == 3
+  lines = reports.summary(metrics)
+  assert lines[0].startswith("Test accuracy:") and "of model.best.keras (epoch" in lines[0]
+  assert lines[1].startswith("model.keras (epoch 3, the last): test accuracy")
+
+
 # ------------------------------------------------------------------------- resuming
 
 
@@ -318,7 +364,20 @@ def test_a_finished_run_continues_to_more_epochs(shards, finished_copy):
 def test_resuming_with_other_settings_is_refused_naming_them(shards, finished_copy):
   args = ["--shards", shards, *FINISHED_ARGS, "--out", finished_copy]
   _assert_one_line_error(invoke(args + ["--model", "cnn", "--batch-size", 4]),
-                         "holds a run with other settings (batch_size, model differ)")
+                         "holds a run with other settings: --batch-size (4 now, 8 there); "
+                         '--model ("cnn" now, "mlp" there)')
+
+
+@pytest.mark.slow
+def test_a_refused_resume_names_only_settings_the_user_set(shards, finished_copy):
+  # The finished run was given --seed 1; this one gives no seed (the saved one would be
+  # reused) but another model.
+  result = invoke(["--shards", shards, "--model", "cnn", "--epochs", 3, "--batch-size", 8,
+                   "--out", finished_copy])
+  _assert_one_line_error(result, 'other settings: --model ("cnn" now, "mlp" there). Use')
+  assert "seed" not in result.output
+  _assert_one_line_error(invoke(["--shards", shards, *FINISHED_ARGS, "--seed", 7,
+                                 "--out", finished_copy]), "--seed (7 now, 1 there)")
 
 
 def _position(out) -> tuple[int, int, int]:

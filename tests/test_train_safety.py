@@ -96,7 +96,7 @@ def test_resuming_on_rebuilt_data_is_refused_naming_what_changed(tmp_path):
   # Rebuilt in place with the classes in the other order: same files, same counts.
   shutil.rmtree(folder)
   write_shards(folder, class_names=tuple(reversed(CLASSES)))
-  _assert_one_line_error(invoke(args + ["--epochs", 2]), "(data_class_names differ)")
+  _assert_one_line_error(invoke(args + ["--epochs", 2]), "the data's class names ([\"dog\", \"cat\"] now")
 
 
 @pytest.mark.slow
@@ -106,4 +106,4 @@ def test_resuming_on_a_folder_with_a_file_added_is_refused(tmp_path):
           "--out", tmp_path / "out"]
   _assert_ok(invoke(args + ["--epochs", 1]))
   shutil.copy(os.path.join(folder, CLASSES[0], "0.png"), os.path.join(folder, CLASSES[0], "new.png"))
-  _assert_one_line_error(invoke(args + ["--epochs", 2]), "data_files")
+  _assert_one_line_error(invoke(args + ["--epochs", 2]), "the data's files")
