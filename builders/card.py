@@ -14,7 +14,8 @@ from typing import Sequence
 from petpipe.images import validation
 
 
-def _reason_kind(reason: str) -> str:
+def reason_kind(reason: str) -> str:
+  """The reason's kind: its text before the first colon ("truncated: ..." -> "truncated")."""
   return reason.split(":", 1)[0].strip() or "unknown"
 
 
@@ -51,8 +52,8 @@ def histogram_bins(histogram: dict) -> dict:
 def ignored_by_reason(verdicts, ignored_folders) -> dict:
   """Counts of files and folders listed as ignored, by reason kind: `not an image file name`,
   `junk`, `not in a class folder`, `folder not in class_names`, `symlink_loop`, ..."""
-  kinds = [_reason_kind(v.reason) for v in verdicts if v.status == validation.IGNORED]
-  kinds += [_reason_kind(reason) for _, reason in ignored_folders]
+  kinds = [reason_kind(v.reason) for v in verdicts if v.status == validation.IGNORED]
+  kinds += [reason_kind(reason) for _, reason in ignored_folders]
   return dict(sorted(collections.Counter(kinds).items()))
 
 
@@ -60,7 +61,7 @@ def make_card(verdicts, before: dict, after: dict, balanced_out: int, config) ->
   """Counts per status, reason, class and split; image size statistics."""
   status = collections.Counter(v.status for v in verdicts)
   usable = [v for v in verdicts if v.usable]
-  by_reason = lambda s: dict(sorted(collections.Counter(_reason_kind(v.reason) for v in verdicts if v.status == s).items()))
+  by_reason = lambda s: dict(sorted(collections.Counter(reason_kind(v.reason) for v in verdicts if v.status == s).items()))
   return {
       "files_found": len(verdicts),
       "status": dict(sorted(status.items())),

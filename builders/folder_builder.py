@@ -19,6 +19,7 @@ import tensorflow_datasets as tfds
 
 from petpipe.builders import card as card_lib
 from petpipe.builders import layouts
+from petpipe.builders import quality
 from petpipe.builders import splits as splits_lib
 from petpipe.builders import stable_records
 from petpipe.builders import storage as storage_lib
@@ -67,6 +68,7 @@ class FolderBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     names = self._label_names()
     label = {n: i for i, n in enumerate(names)}
     listing = source.listing()
+    quality.check_classes(self.builder_config, source, names, label_of_dir, listing)
     if not any(c.is_image for c in listing.candidates):
       raise ValueError(f"No image files found in {source}.")
     if self._on_beam:
@@ -102,6 +104,7 @@ class FolderBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     """
     config = self.builder_config
     names = self._label_names()
+    quality.check_usable(config, verdicts, label_of_dir)
     verdicts, split_key, duplicates = _resolve_duplicates(
         verdicts, label_of_dir, getattr(config, "duplicates", "keep"), apply=not self._on_beam)
     usable = [v for v in verdicts if v.usable and v.class_dir in label_of_dir]
@@ -115,6 +118,7 @@ class FolderBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
           f"Class(es) with no usable image: {empty} (skip reasons in the files listed under them); "
           'fix the data or class_names, or set "allow_empty_classes": true.'
       )
+    quality.check_enough_classes(config, [n for n in names if found[n]], "with usable images")
     by_split = splits_lib.group(
         usable,
         # Exact duplicates share their group's key (its first path): one split together.

@@ -9,6 +9,7 @@ from typing import Optional, Sequence, Union
 import tensorflow_datasets as tfds
 from PIL import Image
 
+from petpipe.builders import quality
 from petpipe.builders import splits as splits_lib
 from petpipe.images import validation
 from petpipe.pipeline import label_files
@@ -62,9 +63,12 @@ def _check_types(config) -> None:
   if size is not None and not _is_int(size) and not (
       isinstance(size, (list, tuple)) and len(size) == 2 and all(_is_int(s) for s in size)):
     fail("image_size", "an int or a [height, width] pair of ints")
-  for name in ("channels", "jpeg_quality", "min_side", "max_pixels", "max_file_bytes"):
+  for name in ("channels", "jpeg_quality", "min_side", "max_pixels", "max_file_bytes",
+               "min_classes"):
     if not _is_int(getattr(config, name)):
       fail(name, "an int")
+  if not _is_number(config.max_skipped_fraction) or not 0 <= config.max_skipped_fraction <= 1:
+    fail("max_skipped_fraction", "a number from 0 to 1")
   for name in ("balance", "duplicates"):
     if not isinstance(getattr(config, name), str):
       fail(name, "a string")
@@ -117,6 +121,10 @@ class FolderConfig(tfds.core.BuilderConfig):
       from it instead of folder names; files it does not name are ignored.
     pre_split: whether the sub-folders of `root` are the splits; None (default)
       decides by their names, False reads `train/`, `test/` as class folders.
+    min_classes: a build with fewer classes fails, naming what it found (default 2: a
+      root that is one wrapper folder, such as the Kaggle zip's `PetImages/`, is one class).
+    max_skipped_fraction: a build in which a larger share of the image files is unusable
+      fails, naming the most common reasons (default 0.5: a wrong root, a broken copy).
   """
 
   root: Optional[str] = None
@@ -136,6 +144,8 @@ class FolderConfig(tfds.core.BuilderConfig):
   near_duplicates: bool = False
   labels: Optional[str] = None
   pre_split: Optional[bool] = None
+  min_classes: int = quality.DEFAULT_MIN_CLASSES
+  max_skipped_fraction: float = quality.DEFAULT_MAX_SKIPPED_FRACTION
 
   def __post_init__(self):
     _check_types(self)
@@ -164,10 +174,11 @@ class FolderConfig(tfds.core.BuilderConfig):
             "image_size must be a positive int (or [height, width] for raw). "
             f"Received: image_size={self.image_size!r}"
         )
-    if self.min_side < 1 or self.max_pixels < 1 or self.max_file_bytes < 1:
+    if self.min_side < 1 or self.max_pixels < 1 or self.max_file_bytes < 1 or self.min_classes < 1:
       raise ValueError(
-          "min_side, max_pixels and max_file_bytes must be positive. Received: "
-          f"min_side={self.min_side}, max_pixels={self.max_pixels}, max_file_bytes={self.max_file_bytes}"
+          "min_side, max_pixels, max_file_bytes and min_classes must be positive. Received: "
+          f"min_side={self.min_side}, max_pixels={self.max_pixels}, "
+          f"max_file_bytes={self.max_file_bytes}, min_classes={self.min_classes}"
       )
     self.storage  # validates encoding, channels and raw size
 
