@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import re
 from typing import Optional, Sequence, Union
 
@@ -35,6 +36,21 @@ def _size_pair(image_size) -> tuple[int, int]:
   if _is_int(image_size):
     return (image_size, image_size)
   return tuple(image_size)
+
+
+def _check_fields(cls, args, kwargs) -> None:
+  """Unknown fields (a close match suggested) and a missing name, as one-line ValueErrors."""
+  valid = [f.name for f in dataclasses.fields(cls) if f.init]
+  for key in kwargs:
+    if key not in valid:
+      close = difflib.get_close_matches(key, valid, n=1)
+      meant = f" (did you mean {close[0]!r}?)" if close else ""
+      raise ValueError(f"Unknown config field {key!r}{meant}. Valid fields: {', '.join(valid)}. "
+                       f"Received: {key}={kwargs[key]!r}")
+  # (No arguments at all is pickle's and copy's way to make an instance: left alone.)
+  if kwargs and not args and "name" not in kwargs:
+    raise ValueError('name is required: the config\'s folder name under the dataset, e.g. '
+                     '{"name": "gray64", ...}. Valid fields: ' + ", ".join(valid))
 
 
 def _check_types(config) -> None:
@@ -146,6 +162,12 @@ class FolderConfig(tfds.core.BuilderConfig):
   pre_split: Optional[bool] = None
   min_classes: int = quality.DEFAULT_MIN_CLASSES
   max_skipped_fraction: float = quality.DEFAULT_MAX_SKIPPED_FRACTION
+
+  def __new__(cls, *args, **kwargs):
+    # Before the dataclass's __init__, whose TypeError ("unexpected keyword argument")
+    # names neither the valid fields nor the one meant.
+    _check_fields(cls, args, kwargs)
+    return super().__new__(cls)
 
   def __post_init__(self):
     _check_types(self)

@@ -12,6 +12,8 @@ import click
 
 # name -> (module holding a click command `main`, one-line description for the listing)
 COMMANDS = {
+    "build": ("petpipe.scripts.build",
+              "Build pet_images or image_folder (tfds build's flags), one Error: line on failure."),
     "train": ("petpipe.scripts.train",
               "Train a model on shards, a TFDS dataset or a folder (no data: the demo)."),
     "predict": ("petpipe.scripts.predict",
@@ -56,6 +58,6 @@ class _LazyGroup(click.Group):
 def main() -> None:
   """Validated TFDS image datasets, streaming tf.data input and Keras training.
 
-  Build datasets with `tfds build pet_images --imports petpipe.builders ...` or
-  `tfds build image_folder --imports petpipe.builders --config '{...}'`.
+  Build datasets with `petpipe build pet_images ...` or `petpipe build image_folder
+  --config '{...}'` (or the same with `tfds build ... --imports petpipe.builders`).
   """

@@ -54,6 +54,7 @@ from petpipe.models import checkpoint
 from petpipe.pipeline import folder_lock
 from petpipe.pipeline import service
 from petpipe.pipeline import training_data
+from petpipe.pipeline import verify
 from petpipe.images import errors
 from petpipe.images import transform
 
@@ -390,28 +391,30 @@ def _train(config: RunConfig, where: strategy.Placement,
     return content
 
   _continue_csv(paths["history"], int(state["epoch"]) if state else 0)
-  history = training.fit_epochs(
-      model, data.train, epochs=config.epochs, seed=seed,
-      backup_dir=os.path.join(out, OUTPUTS["backup"]), settings=settings, state=state,
-      restore_from=backup, validation=validation, class_weight=weights,
-      callbacks=[*_callbacks(config, paths, monitor), *extra_callbacks],
-      prepare=lambda batches: accelerator.prefetch(batches, chosen),
-      after_epoch=write_metrics, save_every=config.save_every)
-  training.save_model(model, paths["model"])
-  # The run reports the model it tells the user to use: the best checkpoint when one is
-  # kept, with the last epoch's model's metrics beside it when that is another.
-  best = reports.best_epoch(history, monitor) if config.best_checkpoint else None
-  reported, name, last = model, OUTPUTS["model"], None
-  if best and tf.io.gfile.exists(paths["best"]):
-    name = OUTPUTS["best"]
-    if best["epoch"] != history[-1]["epoch"]:
-      last = {"file": OUTPUTS["model"], "epoch": history[-1]["epoch"],
-              "final": reports.evaluate_splits(model, data.evaluation, data.counts)}
-      with distribution.scope():
-        reported = _load_for_evaluation(paths["best"], len(data.class_names))
-  final = reports.report(reported, data.evaluation, data.counts, data.class_names, history,
-                         paths, where.multi_worker)
-  return write_metrics(history, final, name, last)
+  # A record changed on disk since the labels were read: name the shard, in one line.
+  with verify.naming_corrupt_shard([f for split in data.record_files.values() for f in split]):
+    history = training.fit_epochs(
+        model, data.train, epochs=config.epochs, seed=seed,
+        backup_dir=os.path.join(out, OUTPUTS["backup"]), settings=settings, state=state,
+        restore_from=backup, validation=validation, class_weight=weights,
+        callbacks=[*_callbacks(config, paths, monitor), *extra_callbacks],
+        prepare=lambda batches: accelerator.prefetch(batches, chosen),
+        after_epoch=write_metrics, save_every=config.save_every)
+    training.save_model(model, paths["model"])
+    # The run reports the model it tells the user to use: the best checkpoint when one is
+    # kept, with the last epoch's model's metrics beside it when that is another.
+    best = reports.best_epoch(history, monitor) if config.best_checkpoint else None
+    reported, name, last = model, OUTPUTS["model"], None
+    if best and tf.io.gfile.exists(paths["best"]):
+      name = OUTPUTS["best"]
+      if best["epoch"] != history[-1]["epoch"]:
+        last = {"file": OUTPUTS["model"], "epoch": history[-1]["epoch"],
+                "final": reports.evaluate_splits(model, data.evaluation, data.counts)}
+        with distribution.scope():
+          reported = _load_for_evaluation(paths["best"], len(data.class_names))
+    final = reports.report(reported, data.evaluation, data.counts, data.class_names, history,
+                           paths, where.multi_worker)
+    return write_metrics(history, final, name, last)
 
 
 def _load_for_evaluation(path: str, num_classes: int) -> keras.Model:

@@ -27,6 +27,7 @@ from petpipe.pipeline import records
 from petpipe.pipeline import schema
 from petpipe.pipeline import service
 from petpipe.pipeline import sharding
+from petpipe.pipeline import verify
 from petpipe.pipeline.config import PipelineConfig
 from petpipe.pipeline.folder_loader import image_dataset_from_directory
 from petpipe.pipeline.reading import check_one_dataset, from_shards, record_counts
@@ -116,6 +117,7 @@ class TrainingData:
       "DATA"); None with a single worker.
     files_digest: a hash of which files each split reads (record files: names and sizes;
       a folder: the images' paths in each split).
+    record_files: split -> the record files it reads (none for a folder).
     fingerprint: what identifies the data (class names, counts per split and class, the
       files digest), for checking that a resumed run reads the same data.
   """
@@ -129,6 +131,7 @@ class TrainingData:
   train_shard_policy: Optional[str] = None
 
   files_digest: str = ""
+  record_files: dict = dataclasses.field(default_factory=dict)
 
   @property
   def fingerprint(self) -> dict:
@@ -146,14 +149,17 @@ def load(source: DataSource, layout: InputLayout = InputLayout(), *, seed: int =
   Raises:
     FileNotFoundError: nothing matches a glob, or a dataset is not built.
     ValueError: the source is inconsistent (several splits in one glob, no training
-      examples, fewer than 2 classes).
+      examples, fewer than 2 classes); `verify.CorruptDatasetError` names a shard whose
+      records do not read.
   """
   shape = (tuple(image_size) if image_size else None, channels)
   if source.folder:
     data = _folder_data(source.folder, shape, seed, layout)
   else:
     files, features = _record_files(source)
-    data = _record_data(files, features, shape, seed, deterministic, layout)
+    # Counting the labels reads every record: a corrupt one is named here, in one line.
+    with verify.naming_corrupt_shard([f for split in files.values() for f in split]):
+      data = _record_data(files, features, shape, seed, deterministic, layout)
   if len(data.class_names) < 2:
     raise ValueError(f"Training needs at least 2 classes; the data has "
                      f"{len(data.class_names)}: {data.class_names}.")
@@ -254,6 +260,7 @@ def _record_data(files_by_split: dict, feats, shape, seed: int, deterministic: b
       train_shard_policy=policy.name if layout.multi_worker else None,
       files_digest=_digest({split: [(os.path.basename(f), tf.io.gfile.stat(f).length)
                                     for f in files] for split, files in files_by_split.items()}),
+      record_files=dict(files_by_split),
   )
 
 

@@ -13,9 +13,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
+from typing import Sequence
 
 import tensorflow as tf
 import tensorflow_datasets as tfds
@@ -76,18 +78,48 @@ def verify(dataset_dir: str, splits=None) -> list[ShardReport]:
       path = os.fspath(path)
       if not tf.io.gfile.exists(path):
         raise CorruptDatasetError(f"{path}: shard file missing")
-      count = 0
-      # TFRecord one record at a time, so a CRC error says how many records were good.
-      batch_size = 1 if records.file_format(path) == records.TFRECORD else 1024
-      try:
-        for batch in records.in_order([path], batch_size):
-          count += int(batch.shape[0])
-      except (tf.errors.DataLossError, tf.errors.UnknownError, RuntimeError, OSError) as e:
-        raise CorruptDatasetError(
-            f"{path}: {errors.one_line(e)} (after {count} good records)") from None
+      count = _read_all(path)
       _check_count(path, count, expected)
       reports.append(ShardReport(path, expected, count))
   return reports
+
+
+def _read_all(path: str) -> int:
+  """Reads every record of one file; raises CorruptDatasetError naming it at the first bad one."""
+  count = 0
+  # TFRecord one record at a time, so a CRC error says how many records were good.
+  batch_size = 1 if records.file_format(path) == records.TFRECORD else 1024
+  try:
+    for batch in records.in_order([path], batch_size):
+      count += int(batch.shape[0])
+  except (tf.errors.DataLossError, tf.errors.UnknownError, RuntimeError, OSError) as e:
+    raise CorruptDatasetError(
+        f"{path}: {errors.one_line(e)} (after {count} good records)") from None
+  return count
+
+
+def corrupt_shard(paths: Sequence[str], error: Exception) -> CorruptDatasetError:
+  """The error to raise when reading `paths` failed with `error` (a `DataLossError`, which
+  names no file): names the first of them that does not read, and the command that checks
+  its whole dataset."""
+  for path in paths:
+    try:
+      _read_all(os.fspath(path))
+    except CorruptDatasetError as e:
+      return CorruptDatasetError(
+          f"{e}; run `petpipe verify {os.path.dirname(os.fspath(path))}` to check every shard, "
+          "then rebuild the dataset.")
+  return CorruptDatasetError(f"a record could not be read ({errors.one_line(error)}); run "
+                             f"`petpipe verify` on the dataset folder to find the shard.")
+
+
+@contextlib.contextmanager
+def naming_corrupt_shard(paths: Sequence[str]):
+  """Turns a `DataLossError` raised inside into `corrupt_shard`'s error over `paths`."""
+  try:
+    yield
+  except tf.errors.DataLossError as e:
+    raise corrupt_shard(paths, e) from None
 
 
 def _check_count(path: str, count: int, expected: int) -> None:

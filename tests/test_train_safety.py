@@ -9,10 +9,13 @@ import subprocess
 import sys
 import time
 
+import keras
 import pytest
 
+from petpipe import experiment
 from petpipe.models import checkpoint
 from petpipe.pipeline import folder_lock
+from petpipe.pipeline import verify
 from tests.test_train import (CLASSES, ROOT, SCRIPT, _assert_ok, _assert_one_line_error, invoke,
                               write_folder, write_shards)
 
@@ -107,3 +110,41 @@ def test_resuming_on_a_folder_with_a_file_added_is_refused(tmp_path):
   _assert_ok(invoke(args + ["--epochs", 1]))
   shutil.copy(os.path.join(folder, CLASSES[0], "0.png"), os.path.join(folder, CLASSES[0], "new.png"))
   _assert_one_line_error(invoke(args + ["--epochs", 2]), "the data's files")
+
+
+def _flip_a_byte(path: str) -> None:
+  with open(path, "r+b") as f:
+    data = bytearray(f.read())
+    data[len(data) // 2] ^= 0xFF
+    f.seek(0)
+    f.write(data)
+
+
+def test_a_corrupt_record_ends_training_with_one_error_line_naming_the_shard(tmp_path):
+  glob = write_shards(str(tmp_path / "data" / "tiny" / "1.0.0"))
+  shard = sorted(tmp_path.glob("data/tiny/1.0.0/tiny-train.tfrecord*"))[1]
+  _flip_a_byte(str(shard))
+  result = invoke(["--shards", glob, "--model", "mlp", "--epochs", 1, "--out", tmp_path / "out"])
+  _assert_one_line_error(result, f"{shard}: corrupted record")
+  assert f"run `petpipe verify {shard.parent}`" in result.output
+
+
+class _CorruptAfterFirstEpoch(keras.callbacks.Callback):
+  def __init__(self, path: str):
+    super().__init__()
+    self.path = path
+
+  def on_epoch_begin(self, epoch, logs=None):
+    if epoch == 1:
+      _flip_a_byte(self.path)
+
+
+@pytest.mark.slow
+def test_a_record_corrupted_during_training_is_named_with_its_shard(tmp_path):
+  glob = write_shards(str(tmp_path / "data" / "tiny" / "1.0.0"))
+  shard = str(sorted(tmp_path.glob("data/tiny/1.0.0/tiny-validation.tfrecord*"))[0])
+  with pytest.raises(verify.CorruptDatasetError, match=f"^{shard}: corrupted record .*; run "
+                     "`petpipe verify .*` to check every shard"):
+    experiment.run(experiment.RunConfig(shards=glob, model="mlp", epochs=2, batch_size=8, seed=1,
+                                        out=str(tmp_path / "out")),
+                   callbacks=[_CorruptAfterFirstEpoch(shard)])

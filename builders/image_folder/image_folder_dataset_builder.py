@@ -76,8 +76,8 @@ class Builder(folder_builder.FolderBuilder):
     config = self.builder_config
     if config.root is None:
       raise ValueError(
-          'image_folder needs a root folder: --config \'{"name": "mydata", "root": "/path/to/root"}\''
-      )
+          "root is required for image_folder: the folder (or zip) of images, e.g. "
+          '--config \'{"name": "mydata", "root": "/path/to/root"}\'. Received: root=None')
     layout = self._layout()
     if layout is not None:
       return self._special_source(config, layout)
