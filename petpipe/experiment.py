@@ -123,6 +123,9 @@ class RunConfig:
       only, never also to validate or test); refused by default.
     demo: no data given: train on the embedded demo's data (set by `resolve`).
     data_service: tf.data service dispatcher (grpc://HOST:PORT) the training input runs on.
+    worker_timeout: with `data_service`, seconds without a batch after which an epoch that
+      has delivered batches ends (a service worker was lost, and the examples of the files
+      it held are missed that epoch); below `stall_timeout`.
     model: registered model name (default: the demo's, else `models.DEFAULT`).
     epochs: total epochs (a resumed run counts the finished ones).
     batch_size: images per batch and replica.
@@ -177,6 +180,7 @@ class RunConfig:
   early_stopping: Optional[int] = None
   lr_schedule: str = "constant"
   stall_timeout: float = watchdog.DEFAULT_TIMEOUT
+  worker_timeout: float = service.WORKER_TIMEOUT_SECONDS
 
   def source(self) -> training_data.DataSource:
     return training_data.DataSource(
@@ -213,6 +217,10 @@ def resolve(config: RunConfig) -> RunConfig:
     raise ValueError("save_every must be >= 0 and early_stopping positive.")
   if config.stall_timeout <= 0:
     raise ValueError(f"stall_timeout must be positive. Received: stall_timeout={config.stall_timeout!r}")
+  if data_service and not 0 < config.worker_timeout < config.stall_timeout:
+    raise ValueError("worker_timeout must be positive and below stall_timeout (a lost worker "
+                     "ends an epoch, a stalled input the run). Received: "
+                     f"worker_timeout={config.worker_timeout!r}, stall_timeout={config.stall_timeout!r}")
   augment = config.augment
   if augment is not None and not isinstance(augment, bool):
     augment = model_preprocessing.augmentation_names(augment) or False
@@ -333,7 +341,7 @@ def _train(config: RunConfig, where: strategy.Placement,
   layout = training_data.InputLayout(
       batch_size=strategy.global_batch_size(config.batch_size, replicas),
       workers=where.workers, worker_index=where.worker_index,
-      data_service=config.data_service)
+      data_service=config.data_service, lost_worker_timeout=config.worker_timeout)
   data = training_data.load(config.source(), layout, seed=seed, image_size=config.image_size,
                             channels=config.channels, deterministic=config.deterministic)
   # A resumed run must share the settings and read the same data (classes, counts).
@@ -440,7 +448,7 @@ def _comparable(config: RunConfig, replicas: int = 1) -> dict:
   their number too, since it sets the global batch."""
   settings = dataclasses.asdict(config)
   for free in ("epochs", "out", "data_service", "save_every", "best_checkpoint",
-               "stall_timeout", "seed"):
+               "stall_timeout", "worker_timeout", "seed"):
     settings.pop(free)
   if replicas != 1:
     settings["replicas"] = replicas

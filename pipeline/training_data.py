@@ -89,12 +89,16 @@ class InputLayout:
     worker_index: this process's index among them.
     data_service: a tf.data service dispatcher (grpc://HOST:PORT) the training split's
       pipeline runs on, or None.
+    lost_worker_timeout: with `data_service`, an epoch that has delivered batches ends when
+      none comes for this many seconds (a lost worker's files are then missed); None
+      waits for the service to end it.
   """
 
   batch_size: int = 32
   workers: int = 1
   worker_index: int = 0
   data_service: Optional[str] = None
+  lost_worker_timeout: Optional[float] = None
 
   @property
   def multi_worker(self) -> bool:
@@ -245,7 +249,10 @@ def _record_data(files_by_split: dict, feats, shape, seed: int, deterministic: b
     if layout.multi_worker:
       return dataset.with_options(sharding.input_options(policy))
     if training and layout.data_service:
-      return service.through_service(dataset, layout.data_service)
+      # The epoch ends after its examples, or when a lost worker stops it short.
+      return service.through_service(
+          dataset, layout.data_service, examples=sum(counts["train"]),
+          batch_size=config.batch_size, lost_worker_timeout=layout.lost_worker_timeout)
     return dataset
 
   policy = _shard_policy("train", files_by_split["train"], layout)

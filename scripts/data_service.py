@@ -4,6 +4,9 @@
     python scripts/data_service.py worker --dispatcher 127.0.0.1:5050
     python scripts/train.py --shards '...' --data-service grpc://127.0.0.1:5050
 
+Click parsing only: the servers are `petpipe.pipeline.service.start_dispatcher` and
+`start_worker`.
+
 The service has NO authentication, and TensorFlow's servers listen on every
 network interface whatever address they advertise: run them only on a trusted
 network, behind a firewall.
@@ -11,7 +14,14 @@ network, behind a firewall.
 
 from __future__ import annotations
 
+import os
+
 import click
+
+# TensorFlow's C++ start-up chatter is not the user's business (set before importing it).
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from petpipe.pipeline import service  # noqa: E402
 
 _WARNING = (
     "tf.data service has no authentication and listens on all interfaces: "
@@ -28,13 +38,11 @@ def main() -> None:
 @click.option("--port", default=5050, show_default=True, type=click.IntRange(0, 65535), help="0 picks a free port.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address clients and workers use to reach it.")
 @click.option("--work-dir", default=None, help="Keep dispatcher state here (fault tolerance across restarts).")
-def dispatcher(port: int, host: str, work_dir: str | None) -> None:
-  import tensorflow as tf
-
-  config = tf.data.experimental.service.DispatcherConfig(
-      port=port, work_dir=work_dir, fault_tolerant_mode=work_dir is not None
-  )
-  server = tf.data.experimental.service.DispatchServer(config)
+@click.option("--worker-timeout", default=service.WORKER_TIMEOUT_SECONDS, show_default=True,
+              metavar="SECONDS", type=click.FloatRange(min=0, min_open=True),
+              help="A worker silent this long is lost (logged; trainers end its epochs).")
+def dispatcher(port: int, host: str, work_dir: str | None, worker_timeout: float) -> None:
+  server = service.start_dispatcher(port, work_dir, worker_timeout)
   bound = server.target.rsplit(":", 1)[1]
   click.echo(_WARNING, err=True)
   click.echo(f"dispatcher listening on grpc://{host}:{bound}", err=True)
@@ -45,16 +53,13 @@ def dispatcher(port: int, host: str, work_dir: str | None) -> None:
 @click.option("--dispatcher", "dispatcher_address", required=True, help="HOST:PORT of the dispatcher.")
 @click.option("--port", default=0, show_default=True, type=click.IntRange(0, 65535), help="0 picks a free port.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address the dispatcher and clients use to reach it.")
-def worker(dispatcher_address: str, port: int, host: str) -> None:
-  import tensorflow as tf
-
-  address = dispatcher_address.split("://", 1)[-1]
-  config = tf.data.experimental.service.WorkerConfig(
-      dispatcher_address=address, worker_address=f"{host}:%port%", port=port
-  )
-  server = tf.data.experimental.service.WorkerServer(config)
+@click.option("--heartbeat", default=service.HEARTBEAT_SECONDS, show_default=True, metavar="SECONDS",
+              type=click.FloatRange(min=0, min_open=True),
+              help="Seconds between heartbeats to the dispatcher (below its --worker-timeout).")
+def worker(dispatcher_address: str, port: int, host: str, heartbeat: float) -> None:
+  server = service.start_worker(dispatcher_address, port, host, heartbeat)
   click.echo(_WARNING, err=True)
-  click.echo(f"worker registered with {address}", err=True)
+  click.echo(f"worker registered with {dispatcher_address.split('://', 1)[-1]}", err=True)
   server.join()
 
 

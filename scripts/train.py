@@ -102,6 +102,10 @@ class _Size(click.ParamType):
 @click.option("--stall-timeout", default=120.0, show_default=True, metavar="SECONDS",
               type=click.FloatRange(min=0, min_open=True),
               help="End the run when no batch arrives for this long (a stalled input).")
+@click.option("--worker-timeout", default=30.0, show_default=True, metavar="SECONDS",
+              type=click.FloatRange(min=0, min_open=True),
+              help="With --data-service: end an epoch when no batch came for this long (a lost "
+              "worker; its files' examples are missed that epoch).")
 def main(**options):
   """Trains a model and writes it with its metrics and pictures to --out.
 

@@ -27,18 +27,28 @@ def line_with(proc: subprocess.Popen, text: str) -> str:
 
 
 @contextlib.contextmanager
-def running(workers: int = 2) -> Iterator[str]:
-  """A dispatcher and `workers` workers; yields the dispatcher's grpc:// address, and kills
-  them all on the way out."""
-  dispatcher = start("dispatcher", "--port", "0")
+def cluster(workers: int = 2, dispatcher_args=(), worker_args=None) -> Iterator[tuple]:
+  """A dispatcher and `workers` workers, with extra command-line arguments (`worker_args`:
+  a list for each worker); yields (the dispatcher's grpc:// address, the workers'
+  processes), and kills them all on the way out."""
+  dispatcher = start("dispatcher", "--port", "0", *dispatcher_args)
   procs = [dispatcher]
   try:
     address = line_with(dispatcher, "dispatcher listening on").rsplit(" ", 1)[1]
-    procs += [start("worker", "--dispatcher", address) for _ in range(workers)]
+    procs += [start("worker", "--dispatcher", address, *(worker_args or [()] * workers)[i])
+              for i in range(workers)]
     for worker in procs[1:]:
       line_with(worker, "worker registered")
-    yield address
+    yield address, procs[1:]
   finally:
     for proc in procs:
       proc.kill()
       proc.wait()
+
+
+@contextlib.contextmanager
+def running(workers: int = 2) -> Iterator[str]:
+  """A dispatcher and `workers` workers; yields the dispatcher's grpc:// address, and kills
+  them all on the way out."""
+  with cluster(workers) as (address, _):
+    yield address

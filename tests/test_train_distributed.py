@@ -32,9 +32,9 @@ def test_training_through_the_data_service_sees_each_example_once(tmp_path, monk
   routed = []
   real = service.through_service
 
-  def spy(dataset, address, job_name=None):
+  def spy(dataset, address, job_name=None, **kwargs):
     routed.append(address)
-    return real(dataset, address, job_name)
+    return real(dataset, address, job_name, **kwargs)
 
   monkeypatch.setattr(service, "through_service", spy)
   out = tmp_path / "out"
