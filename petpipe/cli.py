@@ -1,7 +1,8 @@
 """The `petpipe` command: one click group over the command lines in `scripts/`.
 
 Subcommands are imported only when run, so `petpipe --help` answers without starting
-TensorFlow; each one's `-h` shows its own options.
+TensorFlow; each one's `-h` shows its own options. TensorFlow is started with its start-up
+lines hidden (`console.start_tensorflow`), and only by the commands that need it.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 import importlib
 
 import click
+
+from petpipe import console
 
 # name -> (module holding a click command `main`, one-line description for the listing)
 COMMANDS = {
@@ -33,6 +36,8 @@ COMMANDS = {
     "stress-kill-build": ("petpipe.scripts.stress_kill_build",
                           "Kill builds at random moments and check the result is identical."),
 }
+# Commands that never import TensorFlow.
+WITHOUT_TENSORFLOW = ("sample-data",)
 
 
 class _LazyGroup(click.Group):
@@ -44,6 +49,8 @@ class _LazyGroup(click.Group):
   def get_command(self, ctx, name):
     if name not in COMMANDS:
       return None
+    if name not in WITHOUT_TENSORFLOW:
+      console.start_tensorflow()
     return importlib.import_module(COMMANDS[name][0]).main
 
   def format_commands(self, ctx, formatter):

@@ -251,7 +251,8 @@ def prepare_demo(settings: Optional[DemoSettings] = None) -> str:
                                     min_size=settings.min_size, max_size=settings.max_size)
     os.replace(partial, sample)
   builder = Builder(config=settings.builder_config, data_dir=os.path.join(root, f"data-{name}"))
-  if not builder.is_prepared():
+  # (TFDS's own `is_prepared` logs a warning for a version folder not built yet.)
+  if not tf.io.gfile.exists(os.path.join(builder.data_dir, "dataset_info.json")):
     print(f"Building pet_images/{settings.builder_config} into {builder.data_dir}", flush=True)
     builder.download_and_prepare(
         download_config=tfds.download.DownloadConfig(manual_dir=sample))

@@ -29,6 +29,7 @@ from petpipe.images import errors
 from petpipe.images import files
 from petpipe.images import filesystems
 from petpipe.images import pixels
+from petpipe.images import quiet
 from petpipe.images import transform
 from petpipe.images import validation
 from petpipe.models import head
@@ -94,7 +95,8 @@ def load_image(path: str, preprocessing: transform.Preprocessing,
   if found.reason:
     raise UnreadableImage(found.reason)
   try:
-    image = transform.transform_bytes(data, preprocessing, found.header, found.decoder)
+    with quiet.decoding():  # libjpeg's warnings on files it still decodes
+      image = transform.transform_bytes(data, preprocessing, found.header, found.decoder)
   except (tf.errors.OpError, OSError, ValueError) as e:
     raise UnreadableImage(f"undecodable: {errors.one_line(e)}") from None
   return pixels.to_uint8(image).numpy()

@@ -18,8 +18,10 @@ from typing import Optional
 
 import click
 
-# TensorFlow's C++ start-up chatter is not the user's business (set before importing it).
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from petpipe import console
+
+# TensorFlow's start-up chatter is not the user's business (started before importing it).
+console.start_tensorflow()
 
 from petpipe import prediction  # noqa: E402
 from petpipe.images import errors  # noqa: E402

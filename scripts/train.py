@@ -16,8 +16,10 @@ import re
 
 import click
 
-# TensorFlow's C++ start-up chatter is not the user's business (set before importing it).
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from petpipe import console
+
+# TensorFlow's start-up chatter is not the user's business (started before importing it).
+console.start_tensorflow()
 
 from petpipe import experiment  # noqa: E402
 from petpipe.images import errors  # noqa: E402
@@ -112,7 +114,8 @@ def main(**options):
   try:
     config = experiment.resolve(experiment.RunConfig(**options))
     where = strategy.placement()
-    metrics = experiment.run(config, where)
+    with console.without_decoder_warnings():  # libjpeg's, from tf.data's decoding threads
+      metrics = experiment.run(config, where)
   except KeyboardInterrupt:
     click.echo(f"\nInterrupted. Run the same command to continue from the last saved step "
                f"(kept in {os.path.join(config.out, experiment.OUTPUTS['backup'])}).",
