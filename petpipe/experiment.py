@@ -15,7 +15,9 @@ exceptions (ValueError, FileNotFoundError, ConnectionError). Writes to `out`:
 * `model.best.keras`: the model of the epoch with the lowest validation loss (training
   loss without a validation split), when `best_checkpoint`; metrics.json's "best" names it;
 * `history.csv`: Keras's `CSVLogger`, a row per epoch;
-* `curves.png`, `samples.png`, `confusion.png`, `tensorboard/`;
+* `curves.png` (the best epoch marked), `samples.png`, `confusion.png` (titled with the
+  model it scored and its accuracy), `tensorboard/` (Keras's logs, and at the end the
+  confusion matrix and the wrong predictions as images);
 * `backup/`: the state saved every `save_every` steps (default every ~2 minutes) and after
   every epoch; running the same config again continues from there, in the middle of an
   epoch if need be (bit-identical with `seed` and `deterministic` on CPU).
@@ -387,8 +389,12 @@ def _train(config: RunConfig, where: strategy.Placement,
       prepare=lambda batches: accelerator.prefetch(batches, chosen),
       after_epoch=write_metrics, save_every=config.save_every)
   training.save_model(model, paths["model"])
-  final = reports.report(model, data.evaluation, data.counts, data.class_names, history,
-                         paths, where.multi_worker)
+  best = reports.best_epoch(history, monitor) if config.best_checkpoint else None
+  trained = history[-1]["epoch"] if history else 0
+  final = reports.report(
+      model, data.evaluation, data.counts, data.class_names, history,
+      {k: v for k, v in paths.items() if k != "tensorboard" or _has_tensorboard()},
+      where.multi_worker, model_name=f"{OUTPUTS['model']} (final, epoch {trained})", best=best)
   return write_metrics(history, final)
 
 
@@ -445,7 +451,7 @@ def _agree_with_chief(distribution: tf.distribute.Strategy, where: strategy.Plac
 def _callbacks(config: RunConfig, paths: dict, monitor: str) -> list:
   """Keras's own callbacks for the options: the run's one `fit` drives them."""
   callbacks = []
-  if importlib.util.find_spec("tensorboard"):
+  if _has_tensorboard():
     callbacks.append(keras.callbacks.TensorBoard(paths["tensorboard"], write_graph=False))
   else:
     print("tensorboard is not installed: no TensorBoard logs.", flush=True)
@@ -469,6 +475,10 @@ def _callbacks(config: RunConfig, paths: dict, monitor: str) -> list:
       config.stall_timeout, hint=f"The last saved state is in {paths['backup']}: run the "
       "same command to continue from it."))
   return callbacks
+
+
+def _has_tensorboard() -> bool:
+  return importlib.util.find_spec("tensorboard") is not None
 
 
 def _continue_csv(path: str, finished_epochs: int) -> None:
