@@ -125,13 +125,16 @@ def main(**options):
              f"on {final[shown]['examples']} images (loss {final[shown]['loss']:.3f}).")
   if metrics.get("best"):
     best = metrics["best"]
-    click.echo(f"{experiment.OUTPUTS['best']} is epoch {best['epoch']} "
-               f"({best['monitor']} {best['value']:.3f}).")
+    at = f"epoch {best['epoch']} ({best['monitor']} {best['value']:.3f})"
+    if best.get("file") == experiment.OUTPUTS["model"]:
+      click.echo(f"The best epoch is the last, {at}: {experiment.OUTPUTS['model']} holds it "
+                 f"(no separate {experiment.OUTPUTS['best']}).")
+    else:
+      click.echo(f"{experiment.OUTPUTS['best']} is {at}.")
   if not where.is_chief:
     click.echo(f"Worker {where.worker_index} done; the chief writes the outputs.")
     return
-  click.echo(f"Outputs in {config.out}: " + ", ".join(
-      v for k, v in experiment.OUTPUTS.items() if k != "backup") + ".")
+  click.echo(f"Outputs in {config.out}: " + ", ".join(metrics["outputs"].values()) + ".")
 
 
 def _one_line(error: BaseException) -> str:
