@@ -148,7 +148,8 @@ class RunConfig:
     out: output folder (default: outputs/demo or outputs/MODEL).
     save_every: save the training state every this many steps (and after each epoch);
       None: every ~2 minutes of training; 0: after each epoch only.
-    best_checkpoint: keep `model.best.keras`, the epoch with the lowest validation loss.
+    best_checkpoint: keep `model.best.keras`, the epoch with the lowest validation loss
+      (at the end, only when that epoch is not the last: `model.keras` is it then).
     early_stopping: stop after this many epochs without a lower validation loss; None
       trains every epoch.
     lr_schedule: "constant", "cosine" (per-epoch cosine decay to 0 over `epochs`) or

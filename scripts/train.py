@@ -87,7 +87,8 @@ class _Size(click.ParamType):
               help="Save the training state every STEPS steps (and after each epoch); 0: "
               "after each epoch only. [default: every ~2 minutes of training]")
 @click.option("--best-checkpoint/--no-best-checkpoint", default=True, show_default=True,
-              help="Keep model.best.keras, the epoch with the lowest validation loss.")
+              help="Keep model.best.keras, the epoch with the lowest validation loss "
+              "(when it is the last epoch, model.keras is it and no copy is kept).")
 @click.option("--early-stopping", type=click.IntRange(min=1), metavar="PATIENCE",
               help="Stop after PATIENCE epochs without a lower validation loss.")
 @click.option("--lr-schedule", default="constant", show_default=True,
