@@ -10,5 +10,7 @@ def pytest_collection_modifyitems(config, items):
   """Collects only this project's tests: `tf.test.TestCase` (which TFDS's
   `DatasetBuilderTestCase` extends) has a context manager named `test_session`, which pytest
   takes for a test of every such class and TensorFlow then skips ("Not a test.")."""
-  items[:] = [item for item in items
-              if not getattr(getattr(item, "obj", None), "__module__", "").startswith("tensorflow.")]
+  def ours(item) -> bool:
+    return not getattr(getattr(item, "obj", None), "__module__", "").startswith("tensorflow.")
+
+  items[:] = [item for item in items if ours(item)]

@@ -78,7 +78,8 @@ def report(model: keras.Model, evaluation: Mapping[str, tf.data.Dataset],
 
 def confusion_title(model_name: str, split: str, matrix: np.ndarray) -> str:
   """Which model was scored, on which split, and how well (the share of the matrix on its
-  diagonal), on two lines: `model.keras (final, epoch 4)` / `test split: accuracy 87.1% (61 of 70)`."""
+  diagonal), on two lines, e.g. `model.keras (final, epoch 4)` and
+  `test split: accuracy 87.1% (61 of 70)`."""
   total, right = int(matrix.sum()), int(np.trace(matrix))
   accuracy = f"{right / total:.1%}" if total else "n/a"
   return f"{model_name}\n{split} split: accuracy {accuracy} ({right} of {total})"

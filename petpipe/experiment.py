@@ -426,7 +426,8 @@ def _train(config: RunConfig, where: strategy.Placement,
                  f"epoch {trained})")
   # What a completed run leaves: metrics.json records it (and what a run with more epochs
   # continues from), then the duplicate best checkpoint and the backup go.
-  saved = checkpoint.load(own_backup) or state or {}  # a re-run that trained nothing saved nothing
+  # A re-run that trained nothing saved nothing: its state is the one it started from.
+  saved = checkpoint.load(own_backup) or state or {}
   kept = {k: v for k, v in outputs.items()
           if k != "backup" and not (k == "best" and best_is_final)}
   content = write_metrics(history, final, {

@@ -87,9 +87,10 @@ def make_dataset(
   Returns:
     A dataset of `(images, labels)`: images (B, H, W, C) float32, or uint8 when
     `config.normalize == "none"`, with H, W and C static (`config.image_size` and
-    `config.channels`) in `element_spec` whatever the storage; labels as `config.label_mode` says. When every shard's
-    record count is known (`ShardSlice.take`, TFDS file instructions) and the data is not
-    repeated, its cardinality is the exact number of batches, so Keras shows real progress.
+    `config.channels`) in `element_spec` whatever the storage; labels as
+    `config.label_mode` says. When every shard's record count is known (`ShardSlice.take`,
+    TFDS file instructions) and the data is not repeated, its cardinality is the exact
+    number of batches, so Keras shows real progress.
   """
   slices = as_slices(shards)
   if not slices:
