@@ -12,6 +12,7 @@ import dataclasses
 import functools
 import json
 import os
+import pathlib
 from typing import Sequence
 
 import tensorflow as tf
@@ -59,8 +60,18 @@ class FolderBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     return self.dataset_info_from_configs(
         features=schema.features(self.builder_config.storage, self._label_names()),
         supervised_keys=(schema.IMAGE, schema.LABEL),
+        # Without one, TFDS names a tensorflow.org catalog page, which these datasets do not
+        # have: the README beside the builder (shipped with it, and its description) is theirs.
+        homepage=self._readme_uri(),
         metadata=tfds.core.MetadataDict(),
     )
+
+  def _readme_uri(self) -> str | None:
+    """A `file://` URI of the README.md beside the builder, or None without one."""
+    if self.pkg_dir_path is None:
+      return None
+    readme = os.path.abspath(os.path.join(os.fspath(self.pkg_dir_path), "README.md"))
+    return pathlib.Path(readme).as_uri() if os.path.isfile(readme) else None
 
   def _split_generators(self, dl_manager):
     source, label_of_dir = self._source(dl_manager)

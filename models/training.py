@@ -60,15 +60,21 @@ def resume_state(backup_dir: str, settings: dict) -> Optional[dict]:
   state = checkpoint.load(backup_dir)
   if state is None:
     return None
+  folder = os.path.dirname(backup_dir if "://" in backup_dir else os.path.abspath(backup_dir))
+  check_settings(state, settings, folder, backup_dir)
+  return state
+
+
+def check_settings(state: dict, settings: dict, folder: str, remove: str) -> None:
+  """Raises ValueError, naming the settings that differ, unless `state` (a run's saved state,
+  found in `folder`) was written with `settings`; `remove` is what to delete to start over."""
   saved = state.get("config")
   if saved != _plain(settings):
     differing = sorted(k for k in set(saved or {}) | set(settings)
                        if (saved or {}).get(k) != _plain(settings).get(k))
-    folder = os.path.dirname(backup_dir if "://" in backup_dir else os.path.abspath(backup_dir))
     raise ValueError(f"{folder} holds a run with other "
                      f"settings ({', '.join(differing)} differ); use another output folder "
-                     f"or delete {backup_dir}.")
-  return state
+                     f"or delete {remove}.")
 
 
 def new_seed() -> int:

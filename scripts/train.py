@@ -90,7 +90,8 @@ class _Size(click.ParamType):
               help="Save the training state every STEPS steps (and after each epoch); 0: "
               "after each epoch only. [default: every ~2 minutes of training]")
 @click.option("--best-checkpoint/--no-best-checkpoint", default=True, show_default=True,
-              help="Keep model.best.keras, the epoch with the lowest validation loss.")
+              help="Keep model.best.keras, the epoch with the lowest validation loss "
+              "(when it is the last epoch, model.keras is it and no copy is kept).")
 @click.option("--early-stopping", type=click.IntRange(min=1), metavar="PATIENCE",
               help="Stop after PATIENCE epochs without a lower validation loss.")
 @click.option("--lr-schedule", default="constant", show_default=True,
@@ -129,13 +130,16 @@ def main(**options):
              f"on {final[shown]['examples']} images (loss {final[shown]['loss']:.3f}).")
   if metrics.get("best"):
     best = metrics["best"]
-    click.echo(f"{experiment.OUTPUTS['best']} is epoch {best['epoch']} "
-               f"({best['monitor']} {best['value']:.3f}).")
+    at = f"epoch {best['epoch']} ({best['monitor']} {best['value']:.3f})"
+    if best.get("file") == experiment.OUTPUTS["model"]:
+      click.echo(f"The best epoch is the last, {at}: {experiment.OUTPUTS['model']} holds it "
+                 f"(no separate {experiment.OUTPUTS['best']}).")
+    else:
+      click.echo(f"{experiment.OUTPUTS['best']} is {at}.")
   if not where.is_chief:
     click.echo(f"Worker {where.worker_index} done; the chief writes the outputs.")
     return
-  click.echo(f"Outputs in {config.out}: " + ", ".join(
-      v for k, v in experiment.OUTPUTS.items() if k != "backup") + ".")
+  click.echo(f"Outputs in {config.out}: " + ", ".join(metrics["outputs"].values()) + ".")
 
 
 if __name__ == "__main__":
