@@ -26,6 +26,7 @@ from petpipe.builders import storage as storage_lib
 from petpipe.builders import verdict_store
 from petpipe.builders.folder_config import FolderConfig, storage_configs  # noqa: F401  (re-exported)
 from petpipe.images import filesystems
+from petpipe.images import validate_files
 from petpipe.images import validation
 from petpipe.pipeline import folder_lock
 from petpipe.pipeline import schema
@@ -101,7 +102,7 @@ class FolderBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     key = verdict_store.key(source, candidates, limits)
     verdicts = verdict_store.find(os.path.dirname(os.path.dirname(self.data_path)), key)
     if verdicts is None:
-      verdicts = validation.validate(source, candidates, limits)
+      verdicts = validate_files.validate(source, candidates, limits)
     verdict_store.write(self.data_dir, key, verdicts)
     return verdicts
 
