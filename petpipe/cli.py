@@ -21,6 +21,8 @@ COMMANDS = {
                 "Classify image files or folders with a trained model."),
     "verify": ("petpipe.scripts.verify",
                "Check every record's CRC and every shard's count of a built dataset."),
+    "diff": ("petpipe.scripts.diff",
+             "What changed between two builds of a dataset (exit 1 when anything did)."),
     "show": ("petpipe.scripts.show",
              "Write pictures of a built dataset: examples with labels, and its card."),
     "sample-data": ("petpipe.scripts.make_sample_data",
