@@ -17,6 +17,7 @@ from typing import Callable, Sequence
 import tensorflow as tf
 from petpipe.builders import splits as splits_lib
 from petpipe.builders.tfds_compat import beam
+from petpipe.images import validate_files
 from petpipe.images import validation
 
 VERDICTS_DIR = "beam_verdicts"
@@ -74,7 +75,7 @@ def split_examples(
       root
       | "Candidates" >> beam.Create(list(candidates))
       | "Reshuffle" >> beam.Reshuffle()
-      | "Validate" >> beam.Map(validation.check_alone, source=source, limits=limits)
+      | "Validate" >> beam.Map(validate_files.check_alone, source=source, limits=limits)
   )
   _ = (
       verdicts

@@ -12,6 +12,7 @@ import dataclasses
 import functools
 import json
 import os
+import pathlib
 from typing import Sequence
 
 import tensorflow as tf
@@ -26,6 +27,7 @@ from petpipe.builders import storage as storage_lib
 from petpipe.builders import verdict_store
 from petpipe.builders.folder_config import FolderConfig, storage_configs  # noqa: F401  (re-exported)
 from petpipe.images import filesystems
+from petpipe.images import validate_files
 from petpipe.images import validation
 from petpipe.pipeline import folder_lock
 from petpipe.pipeline import schema
@@ -60,8 +62,18 @@ class FolderBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     return self.dataset_info_from_configs(
         features=schema.features(self.builder_config.storage, self._label_names()),
         supervised_keys=(schema.IMAGE, schema.LABEL),
+        # Without one, TFDS names a tensorflow.org catalog page, which these datasets do not
+        # have: the README beside the builder (shipped with it, and its description) is theirs.
+        homepage=self._readme_uri(),
         metadata=tfds.core.MetadataDict(),
     )
+
+  def _readme_uri(self) -> str | None:
+    """A `file://` URI of the README.md beside the builder, or None without one."""
+    if self.pkg_dir_path is None:
+      return None
+    readme = os.path.abspath(os.path.join(os.fspath(self.pkg_dir_path), "README.md"))
+    return pathlib.Path(readme).as_uri() if os.path.isfile(readme) else None
 
   def _split_generators(self, dl_manager):
     source, label_of_dir = self._source(dl_manager)
@@ -92,7 +104,7 @@ class FolderBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     key = verdict_store.key(source, candidates, limits)
     verdicts = verdict_store.find(os.path.dirname(os.path.dirname(self.data_path)), key)
     if verdicts is None:
-      verdicts = validation.validate(source, candidates, limits)
+      verdicts = validate_files.validate(source, candidates, limits)
     verdict_store.write(self.data_dir, key, verdicts)
     return verdicts
 

@@ -164,7 +164,11 @@ def read_bounded(f: BinaryIO, max_bytes: int, size: Optional[int] = None) -> Opt
     size = os.fstat(f.fileno()).st_size
   if size is not None and size > max_bytes:
     return None
-  data = f.read(max_bytes + 1)
+  # One byte more than allowed tells a file that grew past the limit; asking for the known
+  # size (not the limit) spares allocating the limit's buffer for every file.
+  data = f.read((max_bytes if size is None else size) + 1)
+  if size is not None and len(data) > size:
+    data += f.read(max_bytes + 1 - len(data))
   return None if len(data) > max_bytes else data
 
 

@@ -18,11 +18,11 @@ import tempfile
 import threading
 from typing import Iterator
 
-# libjpeg's warning texts (jerror.h) as printed by its default message handler.
-_LIBJPEG_WARNING = re.compile(
-    r"^(Corrupt JPEG data|Premature end of JPEG file|Invalid SOS parameters|"
-    r"Inconsistent progression sequence|Warning: |Unsupported marker|"
-    r"Application transferred too few scanlines|Ignoring extra)"
+# How libjpeg's warnings (jerror.h) begin, as printed by its default message handler.
+_LIBJPEG_PREFIXES = (
+    "Corrupt JPEG data", "Premature end of JPEG file", "Invalid SOS parameters",
+    "Inconsistent progression sequence", "Warning: ", "Unsupported marker",
+    "Application transferred too few scanlines", "Ignoring extra",
 )
 # TensorFlow's own log lines for a file that failed to decode: the verdict's reason says it.
 _DECODER_LOG = re.compile(r"(jpeg_mem|png_io|gif_io|decode_image_op|local_rendezvous)\.cc")
@@ -52,11 +52,21 @@ class CapturedStderr:
         self.text = tmp.read().decode("utf-8", "replace")
 
 
+def is_decoder_warning(line: str) -> bool:
+  """Whether a line is one of libjpeg's warnings."""
+  return line.startswith(_LIBJPEG_PREFIXES)
+
+
+def may_become_decoder_warning(start: str) -> bool:
+  """Whether a line that begins with `start` may still turn out to be one of libjpeg's."""
+  return any(p.startswith(start) or start.startswith(p) for p in _LIBJPEG_PREFIXES)
+
+
 def split_warnings(text: str) -> tuple[list[str], str]:
   """(libjpeg's warning lines, other lines that are not the decoders' own) of `text`."""
   warn, other = [], []
   for line in text.splitlines():
-    if _LIBJPEG_WARNING.match(line):
+    if is_decoder_warning(line):
       warn.append(line)
     elif line.strip() and not _DECODER_LOG.search(line):
       other.append(line)

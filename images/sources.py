@@ -88,6 +88,10 @@ def top_level(names: Iterable[str], folders: Iterable[str], class_dirs: Sequence
   return found, ignored
 
 
+# Folders whose real path a FolderSource keeps (a few MB at most).
+_REAL_DIRS_KEPT = 4096
+
+
 class FolderSource:
   """Files under `root/<class_dir>/**`: local, mounted, or any file system TensorFlow knows
   (`gs://`, `s3://`, `ram://`, through `tf.io.gfile`)."""
@@ -98,9 +102,16 @@ class FolderSource:
     self.follow_links = follow_links
     # Resolved once: each realpath costs an lstat per path part, and every read checks it.
     self._real_root = os.path.realpath(self.root)
+    self._real_dirs = {}  # folder -> its real path: one realpath a folder, not a file
 
   def __repr__(self) -> str:
     return f"FolderSource({self.root!r})"
+
+  def __getstate__(self):  # what a Beam worker needs, not this process's caches
+    return {"root": self.root, "class_dirs": self.class_dirs, "follow_links": self.follow_links}
+
+  def __setstate__(self, state):
+    self.__init__(**state)
 
   def listing(self) -> Listing:
     """Every file of the class folders (walked as `files.walk` does: special files, names
@@ -159,7 +170,13 @@ class FolderSource:
     full = os.path.join(self.root, *path.split("/"))
     if not filesystems.is_local(full):
       return full  # no symlinks there; paths come from the listing
-    real = os.path.realpath(full)
+    folder, name = os.path.split(full)
+    real_folder = self._real_dirs.get(folder)
+    if real_folder is None:
+      if len(self._real_dirs) >= _REAL_DIRS_KEPT:
+        self._real_dirs.clear()
+      real_folder = self._real_dirs[folder] = os.path.realpath(folder)
+    real = os.path.realpath(full) if os.path.islink(full) else os.path.join(real_folder, name)
     if os.path.commonpath([real, self._real_root]) != self._real_root:
       raise PermissionError(f"symlink points outside the root: {path}")
     return full

@@ -2,11 +2,12 @@
 
 Every entry point checks files here, so they agree on what is an image:
 
-* `inspect` (the builders: decode, don't sniff): the header first (`headers`, so a bomb
-  declaring 60000x60000 pixels costs nothing), the limits, then a full decode with the
-  decoder the policy picks (`decode`) — the decoder training uses. libjpeg warnings go to
-  file descriptor 2, so `validate` captures them there (`quiet`) and attributes them to the
-  file that caused them; such files are re-encoded once.
+* `inspect` / `check` (the builders: decode, don't sniff): the header first (`headers`, so
+  a bomb declaring 60000x60000 pixels costs nothing), the limits (`before_decode`), then a
+  full decode with the decoder the policy picks (`decode`) — the decoder training uses —
+  and what it tells (`after_decode`). `validate_files` runs these on many files in
+  parallel and attributes libjpeg's warnings to the file that caused them; such files are
+  re-encoded once.
 * `check_file` (the folder loader, prediction): the header and limits of a file on disk,
   decoding only what may be cut off or what TensorFlow may reject (GIF, WebP), so checking
   every file before a training epoch costs microseconds a file.
@@ -17,17 +18,14 @@ Files are opened only if they are regular files and read whole only below
 
 from __future__ import annotations
 
-import concurrent.futures
-import contextlib
 import dataclasses
 import hashlib
 import os
-from typing import Optional, Sequence
+from typing import Optional
 
 import numpy as np
 from PIL import Image
 import tensorflow as tf
-from tqdm import auto as tqdm
 
 from petpipe.images import decode
 from petpipe.images import errors
@@ -120,16 +118,17 @@ def limits_reason(header: headers.ImageHeader, limits: Limits) -> Optional[str]:
   return None
 
 
-def decode_check(data: bytes, header: headers.ImageHeader) -> tf.Tensor:
-  """Decodes with TensorFlow; raises `tf.errors.OpError` if the data is bad.
+def decode_check(data, decoder: str) -> tf.Tensor:
+  """Decodes bytes (or a string tensor, in a graph) with TensorFlow, by `decoder` (not
+  PILLOW); raises `tf.errors.OpError` if the data is bad.
 
   A JPEG decodes at 1/8 scale: libjpeg still reads and Huffman-decodes every byte of the
   scan data (so truncation, corrupt data and its warnings all surface), and skips only the
   full-size inverse DCT — about twice as fast.
   """
-  if header.format == "jpeg":
-    return decode.jpeg_at(tf.constant(data), 3, 8)
-  return decode.decode(tf.constant(data), 3, decode.decoder_for(header))
+  if decoder == decode.JPEG:
+    return decode.jpeg_at(data, 3, 8)
+  return decode.decode(data, 3, decoder)
 
 
 def decode_failure_reason(data: bytes, header: headers.ImageHeader, error: Exception) -> str:
@@ -200,8 +199,27 @@ def jpeg_end(data: bytes) -> Optional[int]:
   return None
 
 
-def inspect(data: bytes, path: str, class_dir: str, limits: Limits) -> Verdict:
-  """Decides the fate of one file from its bytes (no warning capture here)."""
+@dataclasses.dataclass(frozen=True)
+class Pending:
+  """A file whose header and limits passed: its decode decides the rest.
+
+  Attributes:
+    data: the file's bytes.
+    header: its header.
+    base: the verdict's fields known so far (path, class, size, sha256, format, size).
+  """
+
+  data: bytes
+  header: headers.ImageHeader
+  base: dict
+
+  @property
+  def decoder(self) -> str:
+    return decode.decoder_for(self.header)
+
+
+def before_decode(data: bytes, path: str, class_dir: str, limits: Limits) -> Verdict | Pending:
+  """What a file's bytes tell without decoding: a verdict (skipped), or what to decode."""
   # Every verdict carries the hash of the bytes validated: the writer compares it.
   base = dict(path=path, class_dir=class_dir, size_bytes=len(data), sha256=sha256_of(data))
   try:
@@ -212,6 +230,14 @@ def inspect(data: bytes, path: str, class_dir: str, limits: Limits) -> Verdict:
   reason = limits_reason(header, limits)
   if reason:
     return Verdict(status=SKIPPED, reason=reason, **base)
+  return Pending(data, header, base)
+
+
+def after_decode(pending: Pending, limits: Limits, decoded=None,
+                 error: Optional[tf.errors.OpError] = None) -> Verdict:
+  """The verdict once `decode_check` gave `decoded` or raised `error` (neither for the BMPs
+  only Pillow reads, which are not decoded by TensorFlow)."""
+  data, header, base = pending.data, pending.header, dict(pending.base)
   if header.needs_pillow:
     # TensorFlow rejects it, or (8-bit palette) decodes palette indices as gray: Pillow reads it.
     bits = int.from_bytes(data[28:30], "little")
@@ -219,10 +245,8 @@ def inspect(data: bytes, path: str, class_dir: str, limits: Limits) -> Verdict:
     if rescued:
       return Verdict(status=TRANSCODED, reason=rescued, **base)
     return Verdict(status=SKIPPED, reason="undecodable: BMP data incomplete or corrupt (Pillow)", **base)
-  try:
-    decoded = decode_check(data, header)
-  except tf.errors.OpError as e:
-    reason = decode_failure_reason(data, header, e)
+  if error is not None:
+    reason = decode_failure_reason(data, header, error)
     rescued = header.format != "jpeg" and _rescued(
         data, header, f"{header.pillow_format} that TensorFlow cannot decode "
         f"({reason.split(': ', 1)[-1]})")
@@ -243,6 +267,23 @@ def inspect(data: bytes, path: str, class_dir: str, limits: Limits) -> Verdict:
       return Verdict(status=REPAIRED, reason=(
           f"trailing_bytes: {len(data) - end} bytes after the JPEG end marker trimmed"), **base)
   return Verdict(status=KEPT, **base)
+
+
+def decided(pending: Pending, limits: Limits) -> Verdict:
+  """The verdict of a pending file, decoded here (one file: see `validate_files` for many)."""
+  if pending.decoder == decode.PILLOW:
+    return after_decode(pending, limits)
+  try:
+    decoded = decode_check(pending.data, pending.decoder)
+  except tf.errors.OpError as e:
+    return after_decode(pending, limits, error=e)
+  return after_decode(pending, limits, decoded)
+
+
+def inspect(data: bytes, path: str, class_dir: str, limits: Limits) -> Verdict:
+  """Decides the fate of one file from its bytes (no warning capture here)."""
+  found = before_decode(data, path, class_dir, limits)
+  return found if isinstance(found, Verdict) else decided(found, limits)
 
 
 def unreadable(e: Exception) -> str:
@@ -271,7 +312,9 @@ def read_bounded(source, path: str, max_bytes: int) -> Optional[bytes]:
     return files.read_bounded(f, max_bytes, size)
 
 
-def _check(source, cand: sources_lib.Candidate, limits: Limits) -> Verdict:
+def prepare(source, cand: sources_lib.Candidate, limits: Limits) -> Verdict | Pending:
+  """Reads one candidate of `source`: its verdict when no decode is needed (a file skipped,
+  ignored, too large, unreadable, or refused by its header), else what to decode."""
   if cand.skip_reason:
     return Verdict(cand.path, cand.class_dir, SKIPPED, reason=cand.skip_reason)
   if not cand.is_image:
@@ -282,65 +325,13 @@ def _check(source, cand: sources_lib.Candidate, limits: Limits) -> Verdict:
     return Verdict(cand.path, cand.class_dir, SKIPPED, reason=unreadable(e))
   if data is None:
     return _streamed(source, cand, SKIPPED, f"too_large: more than max_file_bytes={limits.max_file_bytes}")
-  return inspect(data, cand.path, cand.class_dir, limits)
+  return before_decode(data, cand.path, cand.class_dir, limits)
 
 
-def _mark_if_warned(v: Verdict, text: str) -> Verdict:
-  warn, _ = quiet.split_warnings(text)
-  if warn and v.status == KEPT:
-    return dataclasses.replace(v, status=REPAIRED, reason=f"libjpeg warning: {warn[0]}")
-  return v
-
-
-def check_alone(cand: sources_lib.Candidate, source, limits: Limits) -> Verdict:
-  """Validates one file with its libjpeg warnings attributed to it (Beam workers)."""
-  with quiet.decoding() as captured:
-    v = _check(source, cand, limits)
-  return _mark_if_warned(v, captured.text)
-
-
-def _recheck_for_warnings(source, verdicts: list[Verdict]) -> list[Verdict]:
-  """Decodes the chunk's clean JPEGs one at a time to find which one warned."""
-  out = []
-  for v in verdicts:
-    if v.status == KEPT:
-      data = source.read(v.path)
-      with quiet.decoding() as captured:
-        decode.jpeg_at(tf.constant(data), 3, 8)
-      v = _mark_if_warned(v, captured.text)
-    out.append(v)
-  return out
-
-
-def validate(
-    source,
-    candidates: Sequence[sources_lib.Candidate],
-    limits: Limits = Limits(),
-    workers: Optional[int] = None,
-    progress: bool = True,
-) -> list[Verdict]:
-  """Validates every candidate in parallel threads (decoding releases the GIL)."""
-  workers = workers or os.cpu_count() or 1
-  verdicts: list[Verdict] = []
-  bar_out = os.fdopen(os.dup(2), "w")  # the bar must not land in the capture
-  with contextlib.closing(bar_out), concurrent.futures.ThreadPoolExecutor(workers) as pool, tqdm.tqdm(
-      total=len(candidates), desc="Validating images", unit=" files", file=bar_out, disable=not progress
-  ) as bar:
-
-    def check(cand):
-      v = _check(source, cand, limits)
-      bar.update(1)
-      return v
-
-    for start in range(0, len(candidates), _CHUNK):
-      chunk = candidates[start:start + _CHUNK]
-      with quiet.decoding() as captured:
-        found = list(pool.map(check, chunk))
-      warn, _ = quiet.split_warnings(captured.text)
-      if warn:
-        found = _recheck_for_warnings(source, found)
-      verdicts.extend(found)
-  return verdicts
+def check(source, cand: sources_lib.Candidate, limits: Limits) -> Verdict:
+  """One candidate's verdict (no warning capture here)."""
+  found = prepare(source, cand, limits)
+  return found if isinstance(found, Verdict) else decided(found, limits)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""What a finished run reports: loss and accuracy per split, and its pictures.
+"""What a finished run reports: loss and accuracy per split, and its pictures (the confusion
+matrix and the wrong predictions also as TensorBoard images).
 
 Data-agnostic like the training loop: it takes datasets of `(images, labels)` batches and
 the number of examples each holds.
@@ -11,6 +12,7 @@ import time
 from typing import Mapping, Optional, Sequence
 
 import keras
+from matplotlib.figure import Figure
 import numpy as np
 import tensorflow as tf
 
@@ -33,14 +35,19 @@ def evaluate(model: keras.Model, dataset: tf.data.Dataset, examples: int) -> dic
 def report(model: keras.Model, evaluation: Mapping[str, tf.data.Dataset],
            counts: Mapping[str, Sequence[int]], class_names: Sequence[str],
            history: Sequence[dict], paths: Mapping[str, str],
-           multi_worker: bool = False) -> dict:
+           multi_worker: bool = False, *, model_name: str = "the model",
+           best: Optional[dict] = None) -> dict:
   """Evaluates every split and draws the pictures; returns the final metrics per split.
 
   Args:
     evaluation: split -> batches in a fixed order.
     counts: split -> examples per class.
-    paths: where to draw "curves", "samples" and "confusion" (PNG files).
+    paths: where to draw "curves", "samples" and "confusion" (PNG files); with a
+      "tensorboard" folder, the confusion matrix and the wrong predictions are also logged
+      there as images (in its `<split>` run, at the last epoch's step).
     multi_worker: each worker predicts the whole split itself (see `_predictions`).
+    model_name: which model `model` is, for the confusion matrix's title (a file name).
+    best: the epoch the best checkpoint holds (`best_epoch`), marked on the curves.
 
   Returns:
     split -> `evaluate`'s dict, None for a split the data does not have.
@@ -49,11 +56,21 @@ def report(model: keras.Model, evaluation: Mapping[str, tf.data.Dataset],
   shown = next(s for s in ("test", "validation", "train") if s in evaluation)
   labels, predicted, confidence, (images, shown_at) = _predictions(model, evaluation[shown],
                                                                   multi_worker)
-  plots.curves(history, paths["curves"])
+  plots.curves(history, paths["curves"], best=best)
   plots.samples(images, labels[shown_at], predicted[shown_at], confidence[shown_at],
                 class_names, paths["samples"])
   matrix = plots.confusion_matrix(labels, predicted, len(class_names))
-  plots.confusion(matrix, class_names, paths["confusion"], title=f"{shown} split")
+  figure = plots.confusion(matrix, class_names, paths["confusion"],
+                           title=confusion_title(model_name, shown, matrix))
+  if paths.get("tensorboard"):
+    wrong = predicted[shown_at] != labels[shown_at]
+    mistakes = plots.samples(
+        images[wrong], labels[shown_at][wrong], predicted[shown_at][wrong],
+        confidence[shown_at][wrong], class_names, None,
+        title=f"{model_name}: wrong predictions on the {shown} split") if wrong.any() else None
+    step = history[-1]["epoch"] - 1 if history else 0  # Keras logs epoch N at step N - 1
+    log_images(os.path.join(paths["tensorboard"], shown), step,
+               {"confusion_matrix": figure, "wrong_predictions": mistakes})
   return final
 
 
@@ -64,6 +81,26 @@ def evaluate_splits(model: keras.Model, evaluation: Mapping[str, tf.data.Dataset
   for split, dataset in evaluation.items():
     final[split] = evaluate(model, dataset, sum(counts[split]))
   return final
+
+
+def confusion_title(model_name: str, split: str, matrix: np.ndarray) -> str:
+  """Which model was scored, on which split, and how well (the share of the matrix on its
+  diagonal), on two lines, e.g. `model.keras (final, epoch 4)` and
+  `test split: accuracy 87.1% (61 of 70)`."""
+  total, right = int(matrix.sum()), int(np.trace(matrix))
+  accuracy = f"{right / total:.1%}" if total else "n/a"
+  return f"{model_name}\n{split} split: accuracy {accuracy} ({right} of {total})"
+
+
+def log_images(logdir: str, step: int, figures: Mapping[str, Optional[Figure]]) -> None:
+  """Logs each figure (None: skipped) as a TensorBoard image summary named by its key."""
+  writer = tf.summary.create_file_writer(logdir)
+  with writer.as_default():
+    for name, figure in figures.items():
+      if figure is not None:
+        image = tf.io.decode_png(plots.png_bytes(figure), channels=3)
+        tf.summary.image(name, image[tf.newaxis], step=step)
+  writer.close()
 
 
 def best_epoch(history: Sequence[dict], monitor: str) -> Optional[dict]:
@@ -101,27 +138,6 @@ def metrics(config: dict, class_names: Sequence[str], counts: Mapping[str, Seque
       "last_epoch_model": last_epoch_model,
       "outputs": outputs,
   }
-
-
-def summary(content: dict) -> list[str]:
-  """The lines that say what a finished run measured, and on which model: the test split's
-  metrics (else validation's, else training's) of `final_model`, and those of the last
-  epoch's model when it is another file."""
-  final = content["final"]
-  shown = next((s for s in ("test", "validation") if final[s]), "train")
-  result = final[shown]
-  best, model = content.get("best"), content.get("final_model")
-  which = f"{model}"
-  if best and model == content["outputs"].get("best"):
-    which += f" (epoch {best['epoch']}, lowest {best['monitor']} {best['value']:.3f})"
-  lines = [f"{shown.capitalize()} accuracy: {result['accuracy']:.1%} on {result['examples']} "
-           f"images (loss {result['loss']:.3f}) of {which}."]
-  last = content.get("last_epoch_model")
-  if last:
-    other = last["final"][shown]
-    lines.append(f"{last['file']} (epoch {last['epoch']}, the last): {shown} accuracy "
-                 f"{other['accuracy']:.1%} (loss {other['loss']:.3f}).")
-  return lines
 
 
 def _predictions(model: keras.Model, dataset: tf.data.Dataset, multi_worker: bool = False):

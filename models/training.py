@@ -65,18 +65,27 @@ def resume_state(backup_dir: str, settings: dict,
   state = checkpoint.load(backup_dir)
   if state is None:
     return None
+  folder = os.path.dirname(backup_dir if "://" in backup_dir else os.path.abspath(backup_dir))
+  check_settings(state, settings, folder, backup_dir, describe)
+  return state
+
+
+def check_settings(state: dict, settings: dict, folder: str, remove: str,
+                   describe: Callable[[str], str] = lambda key: key) -> None:
+  """Raises ValueError unless `state` (a run's saved state, found in `folder`) was written
+  with `settings`, naming each setting that differs as `describe(key)` says, with both
+  values; `remove` is what to delete to start over. Every key of `settings` is compared; a
+  "seed" key with the seed the saved run used (so give it only when the user chose one)."""
   saved = dict(state.get("config") or {})
   if "seed" in settings:
     saved["seed"] = state.get("seed")
   mine = _plain(settings)
   differing = [key for key in sorted(mine) if saved.get(key) != mine[key]]
   if differing:
-    folder = os.path.dirname(backup_dir if "://" in backup_dir else os.path.abspath(backup_dir))
     parts = [f"{describe(key)} ({_short(mine[key])} now, {_short(saved.get(key))} there)"
              for key in differing]
     raise ValueError(f"{folder} holds a run with other settings: {'; '.join(parts)}. Use "
-                     f"another output folder, or delete {backup_dir} to start over.")
-  return state
+                     f"another output folder, or delete {remove} to start over.")
 
 
 def _short(value, limit: int = 60) -> str:

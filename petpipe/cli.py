@@ -1,7 +1,8 @@
 """The `petpipe` command: one click group over the command lines in `scripts/`.
 
 Subcommands are imported only when run, so `petpipe --help` answers without starting
-TensorFlow; each one's `-h` shows its own options.
+TensorFlow; each one's `-h` shows its own options. TensorFlow is started with its start-up
+lines hidden (`console.start_tensorflow`), and only by the commands that need it.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 import importlib
 
 import click
+
+from petpipe import console
 
 # name -> (module holding a click command `main`, one-line description for the listing)
 COMMANDS = {
@@ -20,6 +23,8 @@ COMMANDS = {
                 "Classify image files or folders with a trained model."),
     "verify": ("petpipe.scripts.verify",
                "Check every record's CRC and every shard's count of a built dataset."),
+    "diff": ("petpipe.scripts.diff",
+             "What changed between two builds of a dataset (exit 1 when anything did)."),
     "show": ("petpipe.scripts.show",
              "Write pictures of a built dataset: examples with labels, and its card."),
     "sample-data": ("petpipe.scripts.make_sample_data",
@@ -35,6 +40,8 @@ COMMANDS = {
     "stress-kill-build": ("petpipe.scripts.stress_kill_build",
                           "Kill builds at random moments and check the result is identical."),
 }
+# Commands that never import TensorFlow.
+WITHOUT_TENSORFLOW = ("sample-data",)
 
 
 class _LazyGroup(click.Group):
@@ -46,6 +53,8 @@ class _LazyGroup(click.Group):
   def get_command(self, ctx, name):
     if name not in COMMANDS:
       return None
+    if name not in WITHOUT_TENSORFLOW:
+      console.start_tensorflow()
     return importlib.import_module(COMMANDS[name][0]).main
 
   def format_commands(self, ctx, formatter):

@@ -7,18 +7,26 @@
 The `petpipe train` command fills a `RunConfig` and calls `run`; errors are ordinary
 exceptions (ValueError, FileNotFoundError, ConnectionError). Writes to `out`:
 
-* `model.keras`: the trained model (takes uint8 pixels; rescales and augments itself);
+* `model.keras`: the trained model (takes uint8 pixels; rescales and augments itself), with
+  its optimizer's state, as Keras saves it;
 * `classes.json`: class names, model name and "preprocessing" (the one image transform's
   settings: size, channels, resize policy), which `petpipe predict` applies;
 * `metrics.json` (rewritten after every epoch, atomically): the config as used, class names,
-  counts per split and class, per-epoch history, final metrics per split, images/s;
+  counts per split and class, per-epoch history, final metrics per split, images/s, and
+  once the run completes, what a later run continues from ("resume");
 * `model.best.keras`: the model of the epoch with the lowest validation loss (training
-  loss without a validation split), when `best_checkpoint`; metrics.json's "best" names it;
+  loss without a validation split), when `best_checkpoint`; metrics.json's "best" names its
+  epoch and file: when that epoch is the last, the final `model.keras` is it, and
+  `model.best.keras` is not kept beside it;
 * `history.csv`: Keras's `CSVLogger`, a row per epoch;
-* `curves.png`, `samples.png`, `confusion.png`, `tensorboard/`;
+* `curves.png` (the best epoch marked), `samples.png`, `confusion.png` (titled with the
+  model it scored and its accuracy), `tensorboard/` (Keras's logs, and at the end the
+  confusion matrix and the wrong predictions as images);
 * `backup/`: the state saved every `save_every` steps (default every ~2 minutes) and after
   every epoch; running the same config again continues from there, in the middle of an
-  epoch if need be (bit-identical with `seed` and `deterministic` on CPU).
+  epoch if need be (bit-identical with `seed` and `deterministic` on CPU). It is removed
+  when the run completes: then metrics.json and model.keras hold the state, so the same
+  config evaluates the finished run again, and more `epochs` train it on.
 
 Under a multi-worker TF_CONFIG every worker runs this same config in step; only the chief
 (the "chief" task, else worker 0) writes `out`, the others write to $PETPIPE_WORKER_DIR or
@@ -32,6 +40,7 @@ import dataclasses
 import importlib.util
 import inspect
 import io
+import json
 import math
 import os
 import shutil
@@ -63,6 +72,10 @@ LR_SCHEDULES = ("constant", "cosine", "plateau")
 CACHE_ENV = "PETPIPE_CACHE"
 # Where a non-chief worker writes its copy of the outputs, kept (for tests and debugging).
 WORKER_DIR_ENV = "PETPIPE_WORKER_DIR"
+
+# What metrics.json keeps of a completed run's backup (its weights are model.keras's), so
+# the run can be evaluated again or trained on after the backup is removed.
+RESUME_KEYS = ("epoch", "seed", "steps", "config", "callbacks")
 
 # What a run writes into `out`.
 OUTPUTS = {
@@ -145,7 +158,8 @@ class RunConfig:
     out: output folder (default: outputs/demo or outputs/MODEL).
     save_every: save the training state every this many steps (and after each epoch);
       None: every ~2 minutes of training; 0: after each epoch only.
-    best_checkpoint: keep `model.best.keras`, the epoch with the lowest validation loss.
+    best_checkpoint: keep `model.best.keras`, the epoch with the lowest validation loss
+      (at the end, only when that epoch is not the last: `model.keras` is it then).
     early_stopping: stop after this many epochs without a lower validation loss; None
       trains every epoch.
     lr_schedule: "constant", "cosine" (per-epoch cosine decay to 0 over `epochs`) or
@@ -267,7 +281,8 @@ def prepare_demo(settings: Optional[DemoSettings] = None) -> str:
                                     min_size=settings.min_size, max_size=settings.max_size)
     os.replace(partial, sample)
   builder = Builder(config=settings.builder_config, data_dir=os.path.join(root, f"data-{name}"))
-  if not builder.is_prepared():
+  # (TFDS's own `is_prepared` logs a warning for a version folder not built yet.)
+  if not tf.io.gfile.exists(os.path.join(builder.data_dir, "dataset_info.json")):
     print(f"Building pet_images/{settings.builder_config} into {builder.data_dir}", flush=True)
     builder.download_and_prepare(
         download_config=tfds.download.DownloadConfig(manual_dir=sample))
@@ -324,7 +339,11 @@ def _train(config: RunConfig, where: strategy.Placement,
   """`run` for one process, writing to `out`; every worker resumes from the chief's backup."""
   backup = os.path.join(config.out, OUTPUTS["backup"])
   replicas = distribution.num_replicas_in_sync
-  state = checkpoint.load(backup)
+  # An interrupted run's state is its backup; a completed run removed that, and left its
+  # state in metrics.json and its weights (with the optimizer's) in model.keras.
+  state, restore_from = checkpoint.load(backup), backup
+  if state is None:
+    state, restore_from = finished_state(config.out), config.out
   if state:
     seed = state["seed"]
   elif config.seed is not None:
@@ -348,9 +367,12 @@ def _train(config: RunConfig, where: strategy.Placement,
   settings = {**_comparable(config, replicas),
               **{f"data_{key}": value for key, value in data.fingerprint.items()}}
   if state:
+    folder = config.out if "://" in config.out else os.path.abspath(config.out)
     # A seed is compared only when the user gave one: otherwise the saved run's is reused.
     given = {"seed": config.seed} if config.seed is not None else {}
-    training.resume_state(backup, {**settings, **given}, describe=_setting_name)
+    training.check_settings(state, {**settings, **given}, folder,
+                            backup if restore_from == backup else config.out,
+                            describe=_setting_name)
 
   accelerator.apply_policy(chosen)
   determinism.seed_everything(seed, config.deterministic)
@@ -363,8 +385,10 @@ def _train(config: RunConfig, where: strategy.Placement,
     start, step = int(state["epoch"]), int(state.get("step", 0))
     if start < config.epochs:
       of = f" of {state['steps']}" if state.get("steps") else ""
+      kept_in = backup if restore_from == backup else \
+          f"{os.path.join(config.out, OUTPUTS['metrics'])} and {OUTPUTS['model']}"
       print(f"Continuing from epoch {start + 1}, step {step}{of} ({start} of {config.epochs} "
-            f"epochs done; state in {backup}).", flush=True)
+            f"epochs done; state in {kept_in}).", flush=True)
     else:
       print(f"{config.out} already holds {start} trained epochs: evaluating them again "
             "(raise epochs to train on, or use another output folder to start over).",
@@ -391,38 +415,64 @@ def _train(config: RunConfig, where: strategy.Placement,
   monitor = "val_loss" if validation is not None else "loss"
   outputs = {k: v for k, v in OUTPUTS.items() if k != "best" or config.best_checkpoint}
 
-  def write_metrics(history, final=None, final_model=None, last=None):
+  def write_metrics(history, final=None, finished=None):
     best = reports.best_epoch(history, monitor) if config.best_checkpoint else None
     content = reports.metrics(used, data.class_names, data.counts, history, final, outputs,
-                              best, final_model, last)
+                              best)
+    if finished:
+      content.update(finished)
     checkpoint.write_json(paths["metrics"], content)
     return content
 
+  own_backup = os.path.join(out, OUTPUTS["backup"])
+  if state and int(state["epoch"]) < config.epochs and config.best_checkpoint:
+    _keep_best_so_far(state["history"], monitor, paths)
   _continue_csv(paths["history"], int(state["epoch"]) if state else 0)
   # A record changed on disk since the labels were read: name the shard, in one line.
   with verify.naming_corrupt_shard([f for split in data.record_files.values() for f in split]):
     history = training.fit_epochs(
         model, data.train, epochs=config.epochs, seed=seed,
-        backup_dir=os.path.join(out, OUTPUTS["backup"]), settings=settings, state=state,
-        restore_from=backup, validation=validation, class_weight=weights,
+        backup_dir=own_backup, settings=settings, state=state,
+        restore_from=restore_from, validation=validation, class_weight=weights,
         callbacks=[*_callbacks(config, paths, monitor), *extra_callbacks],
         prepare=lambda batches: accelerator.prefetch(batches, chosen),
         after_epoch=write_metrics, save_every=config.save_every)
     training.save_model(model, paths["model"])
-    # The run reports the model it tells the user to use: the best checkpoint when one is
-    # kept, with the last epoch's model's metrics beside it when that is another.
     best = reports.best_epoch(history, monitor) if config.best_checkpoint else None
+    trained = history[-1]["epoch"] if history else 0
+    # The best checkpoint of the last epoch is the final model: one file, not two.
+    best_is_final = bool(best) and best["epoch"] == trained
+    # The run reports the model it tells the user to use: the best checkpoint, with the last
+    # epoch's model's metrics beside it when that is another.
     reported, name, last = model, OUTPUTS["model"], None
-    if best and tf.io.gfile.exists(paths["best"]):
-      name = OUTPUTS["best"]
-      if best["epoch"] != history[-1]["epoch"]:
-        last = {"file": OUTPUTS["model"], "epoch": history[-1]["epoch"],
-                "final": reports.evaluate_splits(model, data.evaluation, data.counts)}
-        with distribution.scope():
-          reported = _load_for_evaluation(paths["best"], len(data.class_names))
-    final = reports.report(reported, data.evaluation, data.counts, data.class_names, history,
-                           paths, where.multi_worker)
-    return write_metrics(history, final, name, last)
+    model_name = f"{OUTPUTS['model']} (final{' and best' if best_is_final else ''}, epoch {trained})"
+    if best and not best_is_final and tf.io.gfile.exists(paths["best"]):
+      name, model_name = OUTPUTS["best"], f"{OUTPUTS['best']} (best, epoch {best['epoch']})"
+      last = {"file": OUTPUTS["model"], "epoch": trained,
+              "final": reports.evaluate_splits(model, data.evaluation, data.counts)}
+      with distribution.scope():
+        reported = _load_for_evaluation(paths["best"], len(data.class_names))
+    final = reports.report(
+        reported, data.evaluation, data.counts, data.class_names, history,
+        {k: v for k, v in paths.items() if k != "tensorboard" or _has_tensorboard()},
+        where.multi_worker, best=best, model_name=model_name)
+  # What a completed run leaves: metrics.json records it (and what a run with more epochs
+  # continues from), then the duplicate best checkpoint and the backup go.
+  # A re-run that trained nothing saved nothing: its state is the one it started from.
+  saved = checkpoint.load(own_backup) or state or {}
+  kept = {k: v for k, v in outputs.items()
+          if k != "backup" and not (k == "best" and best_is_final)}
+  content = write_metrics(history, final, {
+      "outputs": kept,
+      "best": best and {**best, "file": OUTPUTS["model"] if best_is_final else OUTPUTS["best"]},
+      "resume": {k: saved[k] for k in RESUME_KEYS if k in saved},
+      "final_model": name,
+      "last_epoch_model": last,
+  })
+  if best_is_final:
+    _remove(paths["best"])
+  _remove(own_backup)
+  return content
 
 
 def _load_for_evaluation(path: str, num_classes: int) -> keras.Model:
@@ -430,6 +480,31 @@ def _load_for_evaluation(path: str, num_classes: int) -> keras.Model:
   model = keras.models.load_model(path, compile=False, safe_mode=True)
   model.compile(loss=head.loss(num_classes), metrics=[head.accuracy(num_classes)])
   return model
+
+
+def summary(content: dict) -> list[str]:
+  """The lines that say what a finished run (metrics.json's `content`) measured, and on
+  which model: the test split's metrics (else validation's, else training's) of the model
+  to use, which epoch is the best, and the last epoch's model's metrics when it is another."""
+  final = content["final"]
+  shown = next((s for s in ("test", "validation") if final[s]), "train")
+  result = final[shown]
+  lines = [f"{shown.capitalize()} accuracy: {result['accuracy']:.1%} on {result['examples']} "
+           f"images (loss {result['loss']:.3f}) of {content.get('final_model') or OUTPUTS['model']}."]
+  best = content.get("best")
+  if best:
+    at = f"epoch {best['epoch']} ({best['monitor']} {best['value']:.3f})"
+    if best.get("file") == OUTPUTS["model"]:
+      lines.append(f"The best epoch is the last, {at}: {OUTPUTS['model']} holds it "
+                   f"(no separate {OUTPUTS['best']}).")
+    else:
+      lines.append(f"{OUTPUTS['best']} is {at}.")
+  last = content.get("last_epoch_model")
+  if last:
+    other = last["final"][shown]
+    lines.append(f"{last['file']} (epoch {last['epoch']}, the last): {shown} accuracy "
+                 f"{other['accuracy']:.1%} (loss {other['loss']:.3f}).")
+  return lines
 
 
 def _augments(config: RunConfig):
@@ -502,7 +577,7 @@ def _agree_with_chief(distribution: tf.distribute.Strategy, where: strategy.Plac
 def _callbacks(config: RunConfig, paths: dict, monitor: str) -> list:
   """Keras's own callbacks for the options: the run's one `fit` drives them."""
   callbacks = []
-  if importlib.util.find_spec("tensorboard"):
+  if _has_tensorboard():
     callbacks.append(keras.callbacks.TensorBoard(paths["tensorboard"], write_graph=False))
   else:
     print("tensorboard is not installed: no TensorBoard logs.", flush=True)
@@ -526,6 +601,42 @@ def _callbacks(config: RunConfig, paths: dict, monitor: str) -> list:
       config.stall_timeout, hint=f"The last saved state is in {paths['backup']}: run the "
       "same command to continue from it."))
   return callbacks
+
+
+def finished_state(out: str) -> Optional[dict]:
+  """The state a completed run in `out` left (as `checkpoint.load` gives a backup's), to
+  evaluate it again or train it on: metrics.json's "resume" and history, the weights and
+  the optimizer's state in model.keras. None when `out` holds no completed run."""
+  path = os.path.join(out, OUTPUTS["metrics"])
+  if not (tf.io.gfile.exists(path) and tf.io.gfile.exists(os.path.join(out, OUTPUTS["model"]))):
+    return None
+  with tf.io.gfile.GFile(path) as f:
+    metrics = json.load(f)
+  if not metrics.get("final") or not metrics.get("resume"):
+    return None
+  return {**metrics["resume"], "step": 0, "history": metrics["epochs"],
+          "weights": OUTPUTS["model"]}
+
+
+def _keep_best_so_far(history: list, monitor: str, paths: dict) -> None:
+  """Before a completed run trains on: when its best epoch was the last, model.keras was its
+  only copy, and is about to be replaced; model.best.keras keeps it."""
+  best = reports.best_epoch(history, monitor)
+  if (best and history and best["epoch"] == history[-1]["epoch"]
+      and tf.io.gfile.exists(paths["model"]) and not tf.io.gfile.exists(paths["best"])):
+    checkpoint.write_file(paths["best"], lambda local: tf.io.gfile.copy(
+        paths["model"], local, overwrite=True))
+
+
+def _remove(path: str) -> None:
+  if tf.io.gfile.isdir(path):
+    tf.io.gfile.rmtree(path)
+  elif tf.io.gfile.exists(path):
+    tf.io.gfile.remove(path)
+
+
+def _has_tensorboard() -> bool:
+  return importlib.util.find_spec("tensorboard") is not None
 
 
 def _continue_csv(path: str, finished_epochs: int) -> None:

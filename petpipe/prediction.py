@@ -16,9 +16,11 @@ does not stop the others. Models load in Keras's safe mode unless `unsafe=True`.
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import json
 import os
+import re
 from typing import Iterable, Iterator, Optional, Sequence
 
 import keras
@@ -29,6 +31,7 @@ from petpipe.images import errors
 from petpipe.images import files
 from petpipe.images import filesystems
 from petpipe.images import pixels
+from petpipe.images import quiet
 from petpipe.images import transform
 from petpipe.images import validation
 from petpipe.models import head
@@ -61,22 +64,41 @@ class Prediction:
   error: Optional[str] = None
 
 
+def natural_key(path: str) -> tuple:
+  """Sorts as people count: `Dog/2.jpg` before `Dog/10.jpg` (numbers compared as numbers)."""
+  return tuple((0, int(part), "") if part.isdigit() else (1, 0, part)
+               for part in re.split(r"(\d+)", path))
+
+
 def found_files(paths: Iterable[str]) -> Iterator[tuple[str, str]]:
   """(path, reason it is left out, or "") for the files given, each folder replaced by the
-  image files under it, folder by folder in sorted order (`files.walk`: named pipes, names
-  that are not UTF-8 and symlink loops are left out with their reason)."""
+  image files under it, folder by folder in natural order (`natural_key`; `files.walk`:
+  named pipes, names that are not UTF-8 and symlink loops are left out with their reason)."""
   for path in paths:
     path = os.fspath(path)
     if not filesystems.isdir(path):
       yield path, ""
       continue
     left_out = []
-    for root, _, names in files.walk(path, left_out=left_out):
+    for root, folders, names in files.walk(path, left_out=left_out):
+      folders.sort(key=natural_key)  # the walk enters them in this order
       found = [(os.path.join(root, n), "") for n in names if files.has_image_extension(n)]
       found += [(p, reason) for p, reason, is_folder in left_out
                 if not is_folder and files.has_image_extension(p)]
       left_out.clear()
-      yield from sorted(found)
+      yield from sorted(found, key=lambda item: natural_key(item[0]))
+
+
+def write_csv(results: Iterable[Prediction], path: str) -> list[Prediction]:
+  """Writes one row per result (path, label, probability, error) to a CSV file at `path`
+  (any file system TensorFlow knows); returns the results."""
+  results = list(results)
+  with tf.io.gfile.GFile(path, "w") as f:
+    writer = csv.DictWriter(f, fieldnames=[field.name for field in dataclasses.fields(Prediction)],
+                            lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(dataclasses.asdict(r) for r in results)
+  return results
 
 
 def load_image(path: str, preprocessing: transform.Preprocessing,
@@ -94,7 +116,8 @@ def load_image(path: str, preprocessing: transform.Preprocessing,
   if found.reason:
     raise UnreadableImage(found.reason)
   try:
-    image = transform.transform_bytes(data, preprocessing, found.header, found.decoder)
+    with quiet.decoding():  # libjpeg's warnings on files it still decodes
+      image = transform.transform_bytes(data, preprocessing, found.header, found.decoder)
   except (tf.errors.OpError, OSError, ValueError) as e:
     raise UnreadableImage(f"undecodable: {errors.one_line(e)}") from None
   return pixels.to_uint8(image).numpy()

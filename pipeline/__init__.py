@@ -7,6 +7,8 @@ class names and counts; `image_dataset_from_directory` as a Keras drop-in for ra
 """
 
 from petpipe.pipeline.config import PipelineConfig
+from petpipe.pipeline.dataset_diff import DatasetDiff
+from petpipe.pipeline.dataset_diff import diff_datasets
 from petpipe.pipeline.folder_loader import image_dataset_from_directory
 from petpipe.pipeline.input_pipeline import ShardSlice
 from petpipe.pipeline.input_pipeline import make_dataset
@@ -22,12 +24,14 @@ from petpipe.pipeline.training_data import load as load_splits
 
 __all__ = [
     "DataSource",
+    "DatasetDiff",
     "DatasetInfo",
     "InputLayout",
     "PipelineConfig",
     "ShardSlice",
     "TrainingData",
     "dataset_info",
+    "diff_datasets",
     "from_dataset_dir",
     "from_shards",
     "from_tfds",

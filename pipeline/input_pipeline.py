@@ -88,9 +88,11 @@ def make_dataset(
 
   Returns:
     A dataset of `(images, labels)`: images (B, H, W, C) float32, or uint8 when
-    `config.normalize == "none"`; labels as `config.label_mode` says. When every shard's
-    record count is known (`ShardSlice.take`, TFDS file instructions) and the data is not
-    repeated, its cardinality is the exact number of batches, so Keras shows real progress.
+    `config.normalize == "none"`, with H, W and C static (`config.image_size` and
+    `config.channels`) in `element_spec` whatever the storage; labels as
+    `config.label_mode` says. When every shard's record count is known (`ShardSlice.take`,
+    TFDS file instructions) and the data is not repeated, its cardinality is the exact
+    number of batches, so Keras shows real progress.
   """
   slices = as_slices(shards)
   if not slices:
@@ -135,6 +137,9 @@ def make_dataset(
     # Augment (training only) decoded batches, with per-batch seeds drawn from `config.seed`.
     if augment:
       images = ops.augment(images, seed)
+    # Every image is `config.image_size` by now (raw reshaped or resized, encoded resized), but
+    # augmentation's ops lose the static sides: restate them, so Keras can build on the spec.
+    images = tf.ensure_shape(images, [None, *config.image_size, config.channels])
     # Normalise and encode labels last, so that "none" ships uint8 to the accelerator.
     return (ops.normalize(images, config.normalize),
             ops.encode_labels(labels, config.label_mode, num_classes))

@@ -9,12 +9,12 @@ Click parsing only: the build is `petpipe.builders.tfds_build.build`. The flags 
 
 from __future__ import annotations
 
-import os
-
 import click
 
-# TensorFlow's C++ start-up chatter is not the user's business (set before importing it).
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from petpipe import console
+
+# TensorFlow's start-up chatter is not the user's business (started before importing it).
+console.start_tensorflow()
 
 from petpipe.builders import tfds_build  # noqa: E402
 from petpipe.images import errors  # noqa: E402

@@ -14,12 +14,12 @@ network, behind a firewall.
 
 from __future__ import annotations
 
-import os
-
 import click
 
-# TensorFlow's C++ start-up chatter is not the user's business (set before importing it).
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from petpipe import console
+
+# TensorFlow's start-up chatter is not the user's business (started before importing it).
+console.start_tensorflow()
 
 from petpipe.pipeline import service  # noqa: E402
 

@@ -16,14 +16,15 @@ import re
 
 import click
 
-# TensorFlow's C++ start-up chatter is not the user's business (set before importing it).
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from petpipe import console
+
+# TensorFlow's start-up chatter is not the user's business (started before importing it).
+console.start_tensorflow()
 
 from petpipe import experiment  # noqa: E402
 from petpipe.images import errors  # noqa: E402
 from petpipe import models  # noqa: E402
 from petpipe.models import accelerator  # noqa: E402
-from petpipe.models import reports  # noqa: E402
 from petpipe.models import strategy  # noqa: E402
 
 
@@ -92,7 +93,8 @@ class _Size(click.ParamType):
               help="Save the training state every STEPS steps (and after each epoch); 0: "
               "after each epoch only. [default: every ~2 minutes of training]")
 @click.option("--best-checkpoint/--no-best-checkpoint", default=True, show_default=True,
-              help="Keep model.best.keras, the epoch with the lowest validation loss.")
+              help="Keep model.best.keras, the epoch with the lowest validation loss "
+              "(when it is the last epoch, model.keras is it and no copy is kept).")
 @click.option("--early-stopping", type=click.IntRange(min=1), metavar="PATIENCE",
               help="Stop after PATIENCE epochs without a lower validation loss.")
 @click.option("--lr-schedule", default="constant", show_default=True,
@@ -120,7 +122,8 @@ def main(**options):
   try:
     config = experiment.resolve(experiment.RunConfig(**options))
     where = strategy.placement()
-    metrics = experiment.run(config, where)
+    with console.without_decoder_warnings():  # libjpeg's, from tf.data's decoding threads
+      metrics = experiment.run(config, where)
   except KeyboardInterrupt:
     click.echo(f"\nInterrupted. Run the same command to continue from the last saved step "
                f"(kept in {os.path.join(config.out, experiment.OUTPUTS['backup'])}).",
@@ -128,13 +131,12 @@ def main(**options):
     raise click.exceptions.Exit(130)
   except (OSError, ValueError) as e:  # ConnectionError is an OSError
     raise click.ClickException(errors.one_line(e)) from None
-  for line in reports.summary(metrics):
+  for line in experiment.summary(metrics):
     click.echo(line)
   if not where.is_chief:
     click.echo(f"Worker {where.worker_index} done; the chief writes the outputs.")
     return
-  click.echo(f"Outputs in {config.out}: " + ", ".join(
-      v for k, v in experiment.OUTPUTS.items() if k != "backup") + ".")
+  click.echo(f"Outputs in {config.out}: " + ", ".join(metrics["outputs"].values()) + ".")
 
 
 if __name__ == "__main__":

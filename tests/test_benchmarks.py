@@ -131,6 +131,8 @@ def test_every_build_runs_on_the_sample_folder(tmp_path, build_folder, build):
   assert result["seconds"] > 0
   if build == "floor":
     assert 0 < result["decoded"] < sample["files"]
+  elif build.startswith("validate_"):
+    assert 0 < result["python_us_per_file"] < result["seconds"] * 1e6
   else:
     assert result["examples_written"] > 0
 
@@ -145,5 +147,5 @@ def test_a_build_run_writes_json_png_and_its_goals(tmp_path):
   assert list(report["builds"]) == ["floor", "gray100"]
   goals = {g["goal"]: g for g in report["goals"]}
   assert goals["gray100 >= 0.5x floor"]["value"] > 0
-  assert goals["original >= 4.0x tfds_recipe"]["met"] is None
+  assert goals["original >= 3.0x tfds_recipe"]["met"] is None
   assert any("gray100 >= 0.5x floor" in line for line in lines)

@@ -5,7 +5,6 @@ files of a messy folder and on every pixel of every format."""
 from __future__ import annotations
 
 import io
-import json
 import os
 import resource
 import subprocess
@@ -24,7 +23,7 @@ from petpipe.builders.folder_config import FolderConfig
 from petpipe.builders.image_folder import image_folder_dataset_builder as image_folder
 from petpipe.images import errors
 from petpipe.images import transform
-from petpipe.images import validation
+from petpipe.images import validate_files
 from tests import fault_corpus
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -288,8 +287,8 @@ def test_another_config_of_the_same_source_reuses_its_verdicts_until_a_file_chan
   _good_folder(str(root))
   (root / "dog" / "empty.jpg").write_bytes(b"")
   validated = []
-  real = validation.validate
-  monkeypatch.setattr(validation, "validate",
+  real = validate_files.validate
+  monkeypatch.setattr(validate_files, "validate",
                       lambda *a, **k: validated.append(1) or real(*a, **k))
   first = _build(root, tmp_path / "out", name="raw")
   second = _build(root, tmp_path / "out", name="jpeg", encoding="jpeg", image_size=None)

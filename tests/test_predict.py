@@ -3,6 +3,7 @@ unreadable ones without stopping, and loads models in Keras's safe mode."""
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import struct
@@ -275,3 +276,36 @@ def test_files_and_folders_on_ram_get_the_predictions_of_the_local_ones(model_di
   assert [p.path.rsplit("/", 1)[-1] for p in remote] == [p.path.rsplit("/", 1)[-1] for p in local]
   assert [(p.label, p.probability, p.error) for p in remote] == [
       (p.label, p.probability, p.error) for p in local]
+
+
+def test_a_folder_is_listed_in_natural_order(model_dir, tmp_path):
+  rng = np.random.default_rng(4)
+  for name in ("Dog/10.png", "Dog/2.png", "Dog/1.png", "Dog 10/0.png", "Dog 9/0.png", "a.png"):
+    (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(_pixels(1, rng)).save(tmp_path / name)
+  result = invoke(["--model", os.path.join(model_dir, "model.keras"), tmp_path])
+  assert result.exit_code == 0, result.output
+  assert [os.path.relpath(p, tmp_path) for p in _results(result.stdout)] == [
+      "a.png", "Dog/1.png", "Dog/2.png", "Dog/10.png", "Dog 9/0.png", "Dog 10/0.png"]
+
+
+def test_csv_and_json_hold_every_result_with_its_error(model_dir, images, tmp_path):
+  given = [images["cat.jpg"], images["empty.jpg"], images["dog.png"]]
+  model = os.path.join(model_dir, "model.keras")
+  lines = invoke(["--model", model, *given])
+  printed = _results(lines.stdout)
+  as_csv = invoke(["--model", model, "--csv", tmp_path / "p.csv", *given])
+  assert as_csv.exit_code == 0 and as_csv.stdout == lines.stdout
+  with open(tmp_path / "p.csv", newline="") as f:
+    rows = list(csv.DictReader(f))
+  assert [r["path"] for r in rows] == given
+  assert rows[1]["error"] == "empty: zero bytes" and rows[1]["label"] == ""
+  for row in (rows[0], rows[2]):
+    assert (row["label"], round(float(row["probability"]), 3)) == printed[row["path"]]
+  as_json = invoke(["--model", model, "--json", *given])
+  assert as_json.exit_code == 0
+  results = json.loads(as_json.stdout)
+  assert [r["path"] for r in results] == given
+  assert results[1] == {"path": images["empty.jpg"], "label": None, "probability": None,
+                        "error": "empty: zero bytes"}
+  assert [r["label"] for r in results] == [rows[0]["label"], None, rows[2]["label"]]

@@ -22,7 +22,6 @@ from PIL import Image
 
 from petpipe import experiment
 from petpipe import pipeline
-from petpipe.models import reports
 from petpipe.models import preprocessing
 from petpipe.models import training
 from petpipe.pipeline import schema
@@ -31,8 +30,9 @@ from petpipe.scripts import train as train_command
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "scripts", "train.py")
 CLASSES = ("cat", "dog")
-OUTPUT_FILES = ("model.keras", "model.best.keras", "history.csv", "classes.json", "metrics.json", "curves.png", "samples.png",
-                "confusion.png")
+# Beside these, model.best.keras when the best epoch is not the last (tests/test_run_outputs.py).
+OUTPUT_FILES = ("model.keras", "history.csv", "classes.json", "metrics.json", "curves.png",
+                "samples.png", "confusion.png")
 
 
 
@@ -134,13 +134,16 @@ def test_metrics_json_has_the_documented_keys(finished_run):
   _, out = finished_run
   metrics = _metrics(out)
   assert set(metrics) == {"config", "class_names", "counts", "epochs", "final",
-                          "images_per_second", "best", "final_model", "last_epoch_model",
-                          "outputs"}
-  # model.best.keras: the first epoch of lowest validation loss.
+                          "images_per_second", "best", "outputs", "resume", "final_model",
+                          "last_epoch_model"}
+  # The best checkpoint: the first epoch of lowest validation loss, in model.keras when it is
+  # the last.
   val_losses = [row["val_loss"] for row in metrics["epochs"]]
-  assert metrics["best"] == {"epoch": 1 + val_losses.index(min(val_losses)),
-                             "monitor": "val_loss", "value": min(val_losses)}
-  assert os.path.exists(os.path.join(out, "model.best.keras"))
+  best = 1 + val_losses.index(min(val_losses))
+  file = "model.keras" if best == 2 else "model.best.keras"
+  assert metrics["best"] == {"epoch": best, "monitor": "val_loss", "value": min(val_losses),
+                             "file": file}
+  assert os.path.exists(os.path.join(out, "model.best.keras")) == (best != 2)
   assert metrics["class_names"] == list(CLASSES)
   assert [row["epoch"] for row in metrics["epochs"]] == [1, 2]
   for row in metrics["epochs"]:
@@ -252,6 +255,9 @@ def test_no_arguments_runs_the_demo(demo):
   assert metrics["final"]["test"]["examples"] > 0
   assert "Test accuracy:" in result.output and os.path.join("outputs", "demo") in result.output
   assert os.path.isdir(cache / "demo" / "sample-30-40-60" / "PetImages" / "Cat")
+  # One epoch, so the best is the final model: one model file (the demo's cnn), no backup.
+  assert not (out / "model.best.keras").exists() and not (out / "backup").exists()
+  assert sum(f.stat().st_size for f in out.rglob("*") if f.is_file()) <= 30 * 2**20
 
 
 @pytest.mark.slow
@@ -330,9 +336,10 @@ def test_test_metrics_are_those_of_the_model_the_user_is_told_to_use(shards, tmp
     assert final["test"]["loss"] == pytest.approx(expected["loss"], rel=1e-5), name
     assert final["test"]["accuracy"] == pytest.approx(expected["accuracy"]), name
   assert metrics["last_epoch_model"]["epoch"] == 3
-  lines = reports.summary(metrics)
-  assert lines[0].startswith("Test accuracy:") and "of model.best.keras (epoch" in lines[0]
-  assert lines[1].startswith("model.keras (epoch 3, the last): test accuracy")
+  lines = experiment.summary(metrics)
+  assert lines[0].startswith("Test accuracy:") and lines[0].endswith(" of model.best.keras.")
+  assert lines[1].startswith(f"model.best.keras is epoch {metrics['best']['epoch']} (val_loss")
+  assert lines[2].startswith("model.keras (epoch 3, the last): test accuracy")
 
 
 # ------------------------------------------------------------------------- resuming

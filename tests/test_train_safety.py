@@ -74,19 +74,24 @@ def test_a_full_disk_keeps_the_previous_state_and_ends_with_one_error_line(shard
   args = ["--shards", shards, "--model", "mlp", "--batch-size", 8, "--seed", 1,
           "--out", out]
   _assert_ok(invoke(args + ["--epochs", 1]))
-  before = checkpoint.load(str(out / "backup"))
+  # A completed run's state: metrics.json's "resume" and the weights in model.keras.
+  before = experiment.finished_state(str(out)), (out / "model.keras").read_bytes()
+  assert before[0] is not None
   # Room for the small JSON files, not for another copy of the weights.
   _fill(small_disk, leave_bytes=48 * 1024)
-  result = subprocess.run([sys.executable, SCRIPT, *map(str, args), "--epochs", "3"], cwd=ROOT,
+  # Without the best checkpoint, the first write of weights is the backup's, after epoch 2.
+  result = subprocess.run([sys.executable, SCRIPT, *map(str, args), "--epochs", "3",
+                           "--no-best-checkpoint"], cwd=ROOT,
                           capture_output=True, text=True, timeout=300,
                           env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
   assert result.returncode == 1, (result.returncode, result.stderr[-2000:])
   errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
   assert len(errors) == 1 and "No space left on device" in errors[0], result.stderr[-2000:]
-  after = checkpoint.load(str(out / "backup"))
-  assert after == before
-  assert os.path.exists(out / "backup" / after["weights"])
-  assert not [n for n in os.listdir(out / "backup") if n.startswith("tmp-") or n.endswith(".tmp")]
+  assert (experiment.finished_state(str(out)), (out / "model.keras").read_bytes()) == before
+  assert checkpoint.load(str(out / "backup")) is None
+  leftovers = [n for _, _, files in os.walk(out) for n in files
+               if n.startswith("tmp-") or n.endswith(".tmp")]
+  assert not leftovers
 
 
 @pytest.mark.slow

@@ -4,9 +4,14 @@ and a decode floor, on one generated PetImages folder, in one run.
 Each build runs in a fresh process (`python -m petpipe.benchmarks.build_speed child ...`),
 writing into a fresh folder, best of `repeats`; imports happen before the clock starts:
 
-  floor        (e) read every file and decode it at 1/8 scale (`tf.io.decode_jpeg(ratio=8)`;
-               other formats at full size) in a thread per core, writing nothing: the least
-               any build that looks at every picture must do;
+  floor        (e) read every file and decode it at 1/8 scale (`tf.io.decode_jpeg(ratio=8)`),
+               writing nothing, all of it in TensorFlow: a tf.data map reading and decoding
+               files on every core, with no Python per file. The least any build that looks
+               at every picture must do;
+  validate_1   validation alone (`images.validate_files.validate`, the builds' first pass:
+  validate_2   every file read, hashed, header-checked and decoded) on 1 and 2 workers; also
+               the per-file Python time it still spends holding the GIL, which bounds how
+               far more cores can take it;
   tfds_recipe  TFDS's `cats_vs_dogs` generation: keep a file only if `JFIF` is in its first
                10 bytes, then decode and re-encode every kept image in one thread. It
                crashes on truncated JPEGs that carry a JFIF header, so it is not given those;
@@ -23,7 +28,6 @@ ones it crashes on).
 
 from __future__ import annotations
 
-import concurrent.futures
 import json
 import os
 import shutil
@@ -37,13 +41,16 @@ from petpipe.benchmarks import goals as goals_lib
 
 _MODULE = "petpipe.benchmarks.build_speed"
 
-BUILDS = ("floor", "tfds_recipe", "original", "gray100")
+BUILDS = ("floor", "tfds_recipe", "validate_1", "validate_2", "original", "gray100")
 # (build, reference, at least this ratio of files/s), both from one run.
 GOALS = (
+    ("validate_2", "validate_1", 1.8),
     ("original", "floor", 0.7),
-    ("original", "tfds_recipe", 4.0),
+    ("original", "tfds_recipe", 3.0),
     ("gray100", "floor", 0.5),
 )
+# Per-file Python time of validation, at most (microseconds).
+PYTHON_US_GOAL = 50
 
 
 def _recipe_class():
@@ -80,22 +87,33 @@ def _recipe_class():
 
 def decode_floor(folder: str) -> int:
   """Reads every file under `folder` and decodes it at 1/8 scale on all cores, keeping
-  nothing; returns how many decoded."""
+  nothing, in one tf.data pipeline (no Python per file); returns how many decoded."""
   import tensorflow as tf
 
   paths = sorted(os.path.join(d, f) for d, _, files in os.walk(folder) for f in files)
 
-  def decode(path: str) -> int:
-    with open(path, "rb") as f:
-      data = f.read()
-    try:  # eager decodes release the GIL: threads scale
-      tf.io.decode_jpeg(data, ratio=8)
-      return 1
-    except (tf.errors.OpError, ValueError):
-      return 0
+  def decode(path):
+    return tf.shape(tf.io.decode_jpeg(tf.io.read_file(path), ratio=8))[0]
 
-  with concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1) as pool:
-    return sum(pool.map(decode, paths))
+  decoded = (tf.data.Dataset.from_tensor_slices(paths)
+             .map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
+             .ignore_errors().batch(1024))
+  return sum(int(batch.shape[0]) for batch in decoded)
+
+
+def validate_only(folder: str, workers: int) -> dict:
+  """The builds' validation pass alone on `workers` workers: seconds, files, and the
+  per-file Python time (`validate_files.Stats`)."""
+  from petpipe.images import sources
+  from petpipe.images import validate_files
+
+  source = sources.FolderSource(folder, ["Cat", "Dog"])
+  candidates = source.listing().candidates
+  stats = validate_files.Stats()
+  start = time.perf_counter()
+  validate_files.validate(source, candidates, workers=workers, progress=False, stats=stats)
+  return {"seconds": time.perf_counter() - start, "examples_written": 0,
+          "python_us_per_file": stats.python_us_per_file}
 
 
 def run_build(name: str, manual: str, out: str, leave_out: Sequence[str]) -> dict:
@@ -110,6 +128,8 @@ def run_build(name: str, manual: str, out: str, leave_out: Sequence[str]) -> dic
     examples = decode_floor(folder)
     return {"seconds": time.perf_counter() - start, "examples_written": 0,
             "decoded": examples}
+  if name.startswith("validate_"):
+    return validate_only(folder, int(name.split("_")[1]))
   if name == "tfds_recipe":
     recipe = _recipe_class()
     recipe.FOLDER, recipe.LEAVE_OUT = folder, frozenset(leave_out)
@@ -158,7 +178,12 @@ def sample_folder(manual: str, images: int, min_size: int, max_size: int,
 
 
 def add_ratios(results: dict) -> list:
-  return goals_lib.ratio_goals(results, GOALS, "files_per_s")
+  goals = goals_lib.ratio_goals(results, GOALS, "files_per_s")
+  python_us = results.get("validate_2", results.get("validate_1", {})).get("python_us_per_file")
+  goals.append({"goal": f"validation Python time per file <= {PYTHON_US_GOAL} us",
+                "value": python_us,
+                "met": None if python_us is None else python_us <= PYTHON_US_GOAL})
+  return goals
 
 
 def plot(results: dict, path: str, files: int) -> None:
@@ -232,8 +257,10 @@ def run(images: int = 5000, min_size: int = 250, max_size: int = 500,
         f"{'examples':>10}")
     for name, r in results.items():
       ratio = f"{r['files_per_s'] / floor:.2f}" if floor else "-"
+      python_us = (f"  (Python {r['python_us_per_file']:.0f} us a file)"
+                   if "python_us_per_file" in r else "")
       log(f"{name:<14}{r['files']:>7}{r['seconds']:>9.2f}{r['files_per_s']:>10.0f}"
-          f"{ratio:>9}{r['examples_written']:>10}")
+          f"{ratio:>9}{r['examples_written']:>10}{python_us}")
     log("\ngoals (every ratio from this run)")
     for goal in report["goals"]:
       if goal["met"] is None:

@@ -1,0 +1,88 @@
+"""The `petpipe` command prints its own messages only: no TensorFlow start-up lines, no
+libjpeg warnings from the files it reads, no warnings our code causes."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from petpipe import console
+from petpipe import sample_data
+
+# What the commands print on stderr themselves: progress bars (tqdm's, TFDS's) and our
+# one-line notes. Anything else (a TensorFlow log line, a libjpeg warning, a Python warning)
+# is not ours.
+OURS = re.compile(
+    r"(\d+%\|.*\||\d+ (examples|files) \[|it/s|files/s|examples/s|splits/s|s/ (examples|splits)|"
+    r"^Shuffling |^\s*(\x1b\[A)*\s*$|^Skipped \d+ of \d+ files)")
+
+
+def _petpipe(*args, env_extra=None, timeout=600) -> subprocess.CompletedProcess:
+  env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+  env.update(env_extra or {})
+  return subprocess.run([sys.executable, "-m", "petpipe", *map(str, args)], capture_output=True,
+                        text=True, env=env, timeout=timeout)
+
+
+def _not_ours(stderr: str) -> list[str]:
+  lines = [line for line in re.split(r"[\r\n]", stderr) if line.strip()]
+  return [line for line in lines if not OURS.search(line)]
+
+
+@pytest.fixture(scope="module")
+def pets(tmp_path_factory) -> str:
+  """Sample pictures with the real set's broken files, one making libjpeg warn."""
+  root = str(tmp_path_factory.mktemp("quiet"))
+  report = sample_data.write_sample_folder(root, per_class=12, min_size=40, max_size=80)
+  assert any(a.kind == "extraneous_bytes" for a in report.anomalies)
+  return report.root
+
+
+@pytest.mark.slow
+def test_the_demo_prints_no_line_that_is_not_ours(tmp_path):
+  result = _petpipe("train", "--epochs", 1, "--out", tmp_path / "out",
+                    env_extra={"PETPIPE_CACHE": str(tmp_path / "cache")})
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "Test accuracy" in result.stdout
+  assert _not_ours(result.stderr) == []
+
+
+@pytest.mark.slow
+def test_training_on_a_folder_and_predicting_print_no_libjpeg_or_tensorflow_lines(pets, tmp_path):
+  out = tmp_path / "run"
+  trained = _petpipe("train", "--folder", pets, "--epochs", 1, "--image-size", 24,
+                     "--model", "mlp", "--seed", 0, "--out", out)
+  assert trained.returncode == 0, trained.stderr[-3000:]
+  assert _not_ours(trained.stderr) == []
+  predicted = _petpipe("predict", "--model", out / "model.keras", os.path.join(pets, "Cat"))
+  # Files a build would skip are reported, one `path: error: reason` line each.
+  lines = [line for line in predicted.stderr.splitlines() if line.strip()]
+  assert lines and all(": error: " in line for line in lines), predicted.stderr[-3000:]
+  assert not any("Corrupt JPEG" in line for line in lines)
+
+
+def test_tensorflows_start_up_lines_are_shown_when_asked_for():
+  code = "from petpipe import console; console.start_tensorflow(); print('started')"
+  env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "0"}
+  shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         timeout=300)
+  env.pop("TF_CPP_MIN_LOG_LEVEL")
+  hidden = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                          timeout=300)
+  assert shown.stdout.strip() == hidden.stdout.strip() == "started"
+  assert "oneDNN" in shown.stderr or "cuda" in shown.stderr.lower()
+  assert hidden.stderr.strip() == ""
+
+
+def test_the_decoder_warning_filter_drops_libjpegs_lines_and_passes_the_rest(capfd):
+  with console.without_decoder_warnings():
+    os.write(2, b"progress 10%\rprogress 20%\r")
+    os.write(2, b"Corrupt JPEG data: 22 extraneous bytes before marker 0xd9\n")
+    os.write(2, b"a line of ours\nCorrupt ")
+    os.write(2, b"JPEG data: 1 extraneous bytes\nCorrupted but ours\n")
+  err = capfd.readouterr().err
+  assert err == "progress 10%\rprogress 20%\ra line of ours\nCorrupted but ours\n"
