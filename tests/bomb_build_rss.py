@@ -35,11 +35,13 @@ def peak_mb() -> float:
 
 
 def write_folder(root: str) -> None:
-  for cls in ("cat", "dog"):
-    os.makedirs(os.path.join(root, cls), exist_ok=True)
-    for i in range(6):
-      with open(os.path.join(root, cls, f"{i}.jpg"), "wb") as f:
-        f.write(jpeg(hash((cls, i)) % 1000))
+  """cat/ and dog/ with 6 distinct JPEGs each (seeds 0-11; the padded bomb's is 99)."""
+  pictures = {f"{cls}/{i}.jpg": jpeg(6 * k + i) for k, cls in enumerate(("cat", "dog")) for i in range(6)}
+  assert len(set(pictures.values())) == len(pictures), "two pictures are the same file"
+  for name, data in pictures.items():
+    os.makedirs(os.path.join(root, os.path.dirname(name)), exist_ok=True)
+    with open(os.path.join(root, name), "wb") as f:
+      f.write(data)
 
 
 def zip_folder(root: str, path: str, big_member: bool) -> None:
