@@ -388,9 +388,15 @@ def test_memory_bombs_stay_within_200_mb_of_a_clean_build(tmp_path):
   print(peaks)
   for name, peak in peaks.items():
     assert peak - peaks["clean_mb"] < 200, peaks
-  rows = {r["path"]: r for r in folder_builder.read_manifest(str(tmp_path / "out_bombs" / "image_folder" / "bombs" / "1.0.0"))}
+  def manifest(out):
+    return {r["path"]: r for r in folder_builder.read_manifest(str(tmp_path / out / "image_folder" / "bombs" / "1.0.0"))}
+
+  rows = manifest("out_bombs")
   assert rows["dog/padded.jpg"]["reason"].startswith("too_large")
   assert rows["cat/film.mp4"]["status"] == "ignored" and rows["cat/film.mp4"]["size_bytes"] == 2**29
+  rows = manifest("out_pixels")
+  assert rows["cat/bomb_header.jpg"]["reason"].startswith("too_many_pixels")
+  assert rows["dog/big.png"]["reason"] == f"too_many_pixels: header declares 10000x10000 > {Image.MAX_IMAGE_PIXELS}"
 
 
 # Duplicates -------------------------------------------------------------------------------------
