@@ -369,6 +369,20 @@ def test_bytes_after_a_jpeg_end_marker_beyond_the_slack_are_trimmed_and_recorded
   assert records["dog/slack.jpg"] == (root / "dog" / "slack.jpg").read_bytes()
 
 
+def test_a_picture_over_max_pixels_is_skipped_from_its_header_without_decoding(monkeypatch):
+  from petpipe.builders import validation
+
+  def no_decoding(data, fmt):
+    raise AssertionError("decoded")
+
+  limits = validation.Limits(max_pixels=600)
+  at_limit = validation.inspect(jpeg(1, size=24), "cat/a.jpg", "cat", limits)  # 576 pixels
+  assert at_limit.status == validation.KEPT
+  monkeypatch.setattr(validation, "decode_check", no_decoding)
+  over = validation.inspect(jpeg(2, size=25), "cat/b.jpg", "cat", limits)  # 625 pixels
+  assert (over.status, over.reason) == (validation.SKIPPED, "too_many_pixels: header declares 25x25 > 600")
+
+
 def test_jpeg_end_is_found_past_a_thumbnail_end_marker():
   from petpipe.builders import validation
   data = jpeg(3)
