@@ -4,6 +4,7 @@ import collections
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -350,6 +351,18 @@ def test_a_build_puts_each_file_in_its_golden_split(golden_folder, tmp_path):
   assert stored == GOLDEN_SPLITS[(80, 10, 10)]
   for split, paths in stored.items():
     assert sorted(ex["image/filename"].decode() for ex in examples(builder, split)) == paths
+
+
+def test_copies_under_other_names_land_in_their_originals_golden_split(golden_folder, tmp_path):
+  root = tmp_path / "root"
+  shutil.copytree(golden_folder, root)
+  # Alone, both copies' names would go to train; a group is split by its first path.
+  shutil.copy(root / "Cat" / "1.jpg", root / "Cat" / "1_copy.jpg")  # Cat/1.jpg: validation
+  shutil.copy(root / "Dog" / "2.jpg", root / "Dog" / "copy_of_2.jpg")  # Dog/2.jpg: validation
+  assert {splits.split_of(p, (80, 10, 10)) for p in ("Cat/1_copy.jpg", "Dog/copy_of_2.jpg")} == {"train"}
+  _, stored = _build_golden(root, tmp_path / "out", "none")
+  golden = GOLDEN_SPLITS[(80, 10, 10)]
+  assert stored == dict(golden, validation=sorted(golden["validation"] + ["Cat/1_copy.jpg", "Dog/copy_of_2.jpg"]))
 
 
 def test_a_balanced_build_keeps_exactly_the_smallest_class_count_of_each_split(golden_folder, tmp_path):
