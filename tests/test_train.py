@@ -352,13 +352,15 @@ def resume_shards(tmp_path_factory) -> str:
 def uninterrupted(resume_shards, tmp_path_factory):
   """The run the interrupted ones must end equal to, started in the background (in its own
   process: --deterministic switches op determinism on for the whole process); call to wait."""
-  out = str(tmp_path_factory.mktemp("uninterrupted") / "out")
-  process = subprocess.Popen([sys.executable, SCRIPT, "--shards", resume_shards,
-                              *map(str, RESUMED_ARGS), "--out", out],
-                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+  folder = tmp_path_factory.mktemp("uninterrupted")
+  out, log = str(folder / "out"), folder / "stderr.txt"
+  with open(log, "w") as stderr:  # a file, not a pipe: nothing blocks on a full pipe
+    process = subprocess.Popen([sys.executable, SCRIPT, "--shards", resume_shards,
+                                *map(str, RESUMED_ARGS), "--out", out],
+                               cwd=ROOT, stdout=subprocess.DEVNULL, stderr=stderr)
 
   def wait() -> str:
-    assert process.wait(timeout=300) == 0, process.stderr.read()
+    assert process.wait(timeout=300) == 0, log.read_text()[-3000:]
     return out
 
   yield wait
@@ -375,15 +377,15 @@ def _train_until(shards, out, *, epoch=None, batch=None, signal_name="KILL", sav
   return subprocess.run(command + args, cwd=ROOT, capture_output=True, text=True, timeout=300)
 
 
-def _assert_same_run(whole, resumed, context=""):
+def _assert_same_run(whole, resumed):
   """Bit-identical weights, per-epoch metrics and history.csv."""
   a = keras.models.load_model(os.path.join(whole, "model.keras"))
   b = keras.models.load_model(os.path.join(resumed, "model.keras"))
   for left, right in zip(a.weights, b.weights, strict=True):
-    np.testing.assert_array_equal(np.asarray(left), np.asarray(right), err_msg=f"{left.path} {context}")
+    np.testing.assert_array_equal(np.asarray(left), np.asarray(right), err_msg=left.path)
   for key in ("loss", "accuracy", "val_loss", "val_accuracy", "examples"):
     assert [row[key] for row in _metrics(whole)["epochs"]] == \
-        [row[key] for row in _metrics(resumed)["epochs"]], f"{key} {context}"
+        [row[key] for row in _metrics(resumed)["epochs"]], key
   with open(os.path.join(whole, "history.csv")) as f, \
       open(os.path.join(resumed, "history.csv")) as g:
     assert f.read() == g.read()  # one row per epoch, none lost or repeated
