@@ -38,6 +38,10 @@ class InterruptAt(keras.callbacks.Callback):
 
 def main(argv: list[str]) -> None:
   epoch, batch, name, *args = argv
+  # Ctrl-C in a terminal raises KeyboardInterrupt. A process started from a background job
+  # of a non-interactive shell inherits SIGINT ignored (POSIX), and Python then leaves it
+  # ignored: restore the terminal's behaviour, whoever started the tests.
+  signal.signal(signal.SIGINT, signal.default_int_handler)
   interrupt = InterruptAt(int(epoch), int(batch), {"KILL": signal.SIGKILL, "INT": signal.SIGINT}[name])
   run = experiment.run
 
