@@ -29,6 +29,26 @@ def jpeg(seed: int, size: int = 24) -> bytes:
   return buffer.getvalue()
 
 
+def assert_distinct(files: dict) -> None:
+  """Pictures meant to differ do: no two of `files` (name -> bytes) are the same file."""
+  by_digest = {}
+  for name, data in files.items():
+    by_digest.setdefault(hashlib.sha256(data).hexdigest(), []).append(name)
+  assert all(len(names) == 1 for names in by_digest.values()), by_digest
+
+
+def write_pictures(root, per_class: int, first_seed: int, classes=("cat", "dog")) -> dict:
+  """`root/<class>/<i>.jpg`, each a JPEG of its own seed (first_seed, first_seed + 1, ...),
+  checked to be distinct; returns {relative path: bytes}."""
+  files = {f"{cls}/{i}.jpg": jpeg(first_seed + k * per_class + i)
+           for k, cls in enumerate(classes) for i in range(per_class)}
+  assert_distinct(files)
+  for name, data in files.items():
+    (root / name).parent.mkdir(parents=True, exist_ok=True)
+    (root / name).write_bytes(data)
+  return files
+
+
 def config(root, **overrides) -> FolderConfig:
   base = dict(name="tiny", root=str(root), encoding="raw", image_size=16, channels=1,
               balance="none", split_percent=(100, 0, 0))
@@ -90,18 +110,24 @@ BAD_MEMBERS = {
 
 def write_hostile_zip(path: str) -> None:
   """A macOS-style zip of `pets/` (plus `__MACOSX/`) with good images and every bad member kind."""
+  pictures = {f"pets/{cls}/{i:04d}.jpg": jpeg(100 + 10 * k + i)
+              for k, cls in enumerate(("cat", "dog")) for i in range(4)}
+  pictures.update({"pets/../../escape.jpg": jpeg(7), "/absolute.jpg": jpeg(8)})
+  pictures.update({f"pets/{name}": jpeg(len(name)) for name in BAD_MEMBERS})
+  assert_distinct(pictures)
   with zipfile.ZipFile(path, "w") as zf:
     for cls in ("cat", "dog"):
       for i in range(4):
-        zf.writestr(f"pets/{cls}/{i:04d}.jpg", jpeg(hash((cls, i)) % 1000), zipfile.ZIP_DEFLATED)
+        name = f"pets/{cls}/{i:04d}.jpg"
+        zf.writestr(name, pictures[name], zipfile.ZIP_DEFLATED)
       zf.writestr(f"__MACOSX/pets/{cls}/._0000.jpg", b"\0\5\26\7" + b"\0" * 60)
     zf.writestr("pets/cat/._0001.jpg", b"\0\5\26\7" + b"\0" * 60)
     zf.writestr("pets/cat/./0000.jpg", b"<html>garbage</html>")  # must not replace pets/cat/0000.jpg
-    zf.writestr("pets/../../escape.jpg", jpeg(7))
-    zf.writestr("/absolute.jpg", jpeg(8))
+    zf.writestr("pets/../../escape.jpg", pictures["pets/../../escape.jpg"])
+    zf.writestr("/absolute.jpg", pictures["/absolute.jpg"])
     for name in BAD_MEMBERS:
       method = zipfile.ZIP_STORED if name == "cat/bad_crc.jpg" else zipfile.ZIP_DEFLATED
-      zf.writestr(f"pets/{name}", jpeg(len(name)), method)
+      zf.writestr(f"pets/{name}", pictures[f"pets/{name}"], method)
   data = bytearray(open(path, "rb").read())
   _patch_headers(data, "pets/cat/encrypted.jpg", flag_bits=1)
   _patch_headers(data, "pets/dog/imploded.jpg", method=6)
@@ -248,10 +274,7 @@ def test_class_names_not_in_a_zip_root_fail_naming_them(tmp_path):
 def changed_during_build(tmp_path_factory):
   """A build in which two files are overwritten with HTML after validation, before writing."""
   root = tmp_path_factory.mktemp("changing")
-  for cls in ("cat", "dog"):
-    (root / cls).mkdir()
-    for i in range(4):
-      (root / cls / f"{i}.jpg").write_bytes(jpeg(hash((cls, i, "c")) % 1000))
+  write_pictures(root, 4, first_seed=200)
   validated = folder_builder.FolderBuilder._validated
 
   def validate_then_overwrite(*args, **kwargs):
@@ -314,15 +337,12 @@ def test_verify_against_the_root_names_source_files_changed_since_the_build(chan
 def bounded_build(tmp_path_factory):
   """Files over a small max_file_bytes, JPEGs with trailing bytes, a non-image file."""
   root = tmp_path_factory.mktemp("bounded")
-  for cls in ("cat", "dog"):
-    (root / cls).mkdir()
-    for i in range(3):
-      (root / cls / f"{i}.jpg").write_bytes(jpeg(hash((cls, i, "b")) % 1000))
+  write_pictures(root, 3, first_seed=300)
   big = np.random.default_rng(5).integers(0, 256, (150, 150, 3), np.uint8)
   Image.fromarray(big).save(root / "cat" / "big.png")  # ~68 KB > 50,000 bytes
   (root / "cat" / "padded.jpg").write_bytes(jpeg(40) + bytes(30_000))  # trimmed
   (root / "dog" / "slack.jpg").write_bytes(jpeg(41) + bytes(1000))  # within the slack: kept
-  (root / "dog" / "film.mp4").write_bytes(os.urandom(60_000))
+  (root / "dog" / "film.mp4").write_bytes(np.random.default_rng(6).bytes(60_000))
   builder = build(config(root, encoding="jpeg", image_size=None, channels=3, max_file_bytes=50_000),
                   root.parent / (root.name + "_out"))
   return root, builder
@@ -350,6 +370,20 @@ def test_bytes_after_a_jpeg_end_marker_beyond_the_slack_are_trimmed_and_recorded
   assert records["dog/slack.jpg"] == (root / "dog" / "slack.jpg").read_bytes()
 
 
+def test_a_picture_over_max_pixels_is_skipped_from_its_header_without_decoding(monkeypatch):
+  from petpipe.images import validation
+
+  def no_decoding(data, fmt):
+    raise AssertionError("decoded")
+
+  limits = validation.Limits(max_pixels=600)
+  at_limit = validation.inspect(jpeg(1, size=24), "cat/a.jpg", "cat", limits)  # 576 pixels
+  assert at_limit.status == validation.KEPT
+  monkeypatch.setattr(validation, "decode_check", no_decoding)
+  over = validation.inspect(jpeg(2, size=25), "cat/b.jpg", "cat", limits)  # 625 pixels
+  assert (over.status, over.reason) == (validation.SKIPPED, "too_many_pixels: header declares 25x25 > 600")
+
+
 def test_jpeg_end_is_found_past_a_thumbnail_end_marker():
   from petpipe.images import validation
   data = jpeg(3)
@@ -360,18 +394,24 @@ def test_jpeg_end_is_found_past_a_thumbnail_end_marker():
 
 
 def test_memory_bombs_stay_within_200_mb_of_a_clean_build(tmp_path):
-  script = os.path.join(os.path.dirname(__file__), "bomb_build_rss.py")
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-  result = subprocess.run([sys.executable, script, str(tmp_path)], capture_output=True, text=True,
-                          timeout=600, env=env)
+  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  result = subprocess.run([sys.executable, "-m", "tests.bomb_build_rss", str(tmp_path)],
+                          capture_output=True, text=True, timeout=600, env=env, cwd=repo)
   assert result.returncode == 0, result.stderr[-3000:]
   peaks = json.loads(result.stdout.strip().splitlines()[-1])
   print(peaks)
   for name, peak in peaks.items():
     assert peak - peaks["clean_mb"] < 200, peaks
-  rows = {r["path"]: r for r in folder_builder.read_manifest(str(tmp_path / "out_bombs" / "image_folder" / "bombs" / "1.0.0"))}
+  def manifest(out):
+    return {r["path"]: r for r in folder_builder.read_manifest(str(tmp_path / out / "image_folder" / "bombs" / "1.0.0"))}
+
+  rows = manifest("out_bombs")
   assert rows["dog/padded.jpg"]["reason"].startswith("too_large")
   assert rows["cat/film.mp4"]["status"] == "ignored" and rows["cat/film.mp4"]["size_bytes"] == 2**29
+  rows = manifest("out_pixels")
+  assert rows["cat/bomb_header.jpg"]["reason"].startswith("too_many_pixels")
+  assert rows["dog/big.png"]["reason"] == f"too_many_pixels: header declares 10000x10000 > {Image.MAX_IMAGE_PIXELS}"
 
 
 # Duplicates -------------------------------------------------------------------------------------
@@ -381,10 +421,7 @@ def test_memory_bombs_stay_within_200_mb_of_a_clean_build(tmp_path):
 def duplicates_folder(tmp_path_factory):
   """cat: 8 images and a copy of each under another name; dog: 8 images and copies of 2 cats."""
   root = tmp_path_factory.mktemp("duplicates")
-  for cls in ("cat", "dog"):
-    (root / cls).mkdir()
-    for i in range(8):
-      (root / cls / f"{i}.jpg").write_bytes(jpeg(hash((cls, i, "d")) % 1000))
+  write_pictures(root, 8, first_seed=400)  # 16 distinct pictures: the copies below are the only duplicates
   for i in range(8):
     shutil.copy(root / "cat" / f"{i}.jpg", root / "cat" / f"copy_{i}.jpg")
   for i in (6, 7):
@@ -468,10 +505,7 @@ def test_near_duplicates_group_re_encoded_copies_by_perceptual_hash(tmp_path):
 
   photo = Image.open(matplotlib.cbook.get_sample_data("grace_hopper.jpg")).convert("RGB").resize((256, 320))
   root = tmp_path / "near"
-  for cls in ("cat", "dog"):
-    (root / cls).mkdir(parents=True)
-    for i in range(3):
-      (root / cls / f"{i}.jpg").write_bytes(jpeg(hash((cls, i, "n")) % 1000))
+  write_pictures(root, 3, first_seed=500)
   photo.save(root / "cat" / "photo.jpg", quality=95)
   photo.resize((224, 280)).save(root / "dog" / "photo_small.jpg", quality=60)
   exact = build(config(root), tmp_path / "exact")

@@ -1,8 +1,10 @@
 """The builders on generated PetImages-shaped data: what a user relies on after a build."""
 
+import collections
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -24,6 +26,7 @@ from petpipe.builders.pet_images import pet_images_dataset_builder as pet_images
 from petpipe.pipeline import ops
 from petpipe.pipeline import schema
 from petpipe.images import transform
+from tests.shards_fixture import jpeg_bytes
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -117,16 +120,19 @@ def test_every_usable_file_is_stored_or_balanced_out_and_none_twice(pets, manife
   assert len(stored) + len(balanced_out) == sum(usable.values())
 
 
-def test_balancing_makes_class_counts_equal_per_split_and_records_before(pets):
+def test_balancing_cuts_each_split_to_its_smallest_class_and_records_the_counts_before(pets):
   _, raw, _ = pets
   card = raw.info.metadata["card"]
-  for split, counts in card["counts_after_balancing"].items():
-    assert counts["cat"] == counts["dog"], (split, counts)
-    assert raw.info.splits[split].num_examples == sum(counts.values())
-  before = card["counts_before_balancing"]
-  assert sum(before["train"].values()) > sum(card["counts_after_balancing"]["train"].values())
-  assert card["balanced_out"] == sum(sum(c.values()) for c in before.values()) - sum(
-      sum(c.values()) for c in card["counts_after_balancing"].values())
+  # 23 usable cats and 30 dogs (good images + usable anomalies), split by the path rule.
+  assert card["counts_before_balancing"] == {
+      "train": {"cat": 19, "dog": 23}, "validation": {"cat": 1, "dog": 5}, "test": {"cat": 3, "dog": 2}}
+  assert card["counts_after_balancing"] == {
+      "train": {"cat": 19, "dog": 19}, "validation": {"cat": 1, "dog": 1}, "test": {"cat": 2, "dog": 2}}
+  assert card["balanced_out"] == 4 + 4 + 1
+  names = raw.info.features["label"].names
+  for split, counts in card["counts_after_balancing"].items():  # what the records hold
+    labels = collections.Counter(names[int(ex["label"])] for ex in examples(raw, split))
+    assert labels == counts, split
 
 
 def test_card_counts_skips_by_reason_and_transcodes(pets):
@@ -269,6 +275,110 @@ def test_split_of_a_file_never_changes_when_files_are_added():
   assert all(after[p] == before[p] for p in old)
   shares = {s: sum(v == s for v in after.values()) / len(after) for s in splits.SPLITS}
   assert abs(shares["train"] - 0.8) < 0.03 and abs(shares["test"] - 0.1) < 0.03
+
+
+# Golden tables: the split of fixed paths, from the first 8 bytes of sha256("split:" + path)
+# as a fraction of 2**64 against the cumulative percentages, and which files balancing keeps
+# (the smallest sha256("balance:" + path)). Any other hash, or one that varies from process
+# to process (Python's hash()), moves some of them; so would a change of the rule, which
+# moves existing users' files between splits.
+GOLDEN_SPLITS = {
+    (80, 10, 10): dict(
+        train=["Cat/0.jpg", "Cat/3.jpg", "Cat/4.jpg", "Cat/6.jpg", "Cat/7.jpg", "Cat/8.jpg", "Cat/9.jpg",
+               "Dog/0.jpg", "Dog/6.jpg", "Dog/7.jpg", "Dog/8.jpg", "Dog/9.jpg"],
+        validation=["Cat/1.jpg", "Dog/2.jpg", "Dog/3.jpg", "Dog/5.jpg"],
+        test=["Cat/2.jpg", "Cat/5.jpg", "Dog/1.jpg", "Dog/4.jpg"]),
+    (34, 33, 33): dict(
+        train=["Cat/8.jpg", "Cat/9.jpg", "Dog/0.jpg"],
+        validation=["Cat/0.jpg", "Cat/3.jpg", "Cat/4.jpg", "Cat/6.jpg", "Dog/7.jpg", "Dog/8.jpg", "Dog/9.jpg"],
+        test=["Cat/1.jpg", "Cat/2.jpg", "Cat/5.jpg", "Cat/7.jpg", "Dog/1.jpg", "Dog/2.jpg", "Dog/3.jpg",
+              "Dog/4.jpg", "Dog/5.jpg", "Dog/6.jpg"]),
+}
+GOLDEN_NAMES = [f"{c}/{i}.jpg" for c in ("Cat", "Dog") for i in range(10)]
+# GOLDEN_SPLITS[(80, 10, 10)] balanced: train keeps 5 of its 7 cats, validation 1 of its 3 dogs.
+GOLDEN_BALANCED = dict(
+    train=["Cat/0.jpg", "Cat/3.jpg", "Cat/4.jpg", "Cat/6.jpg", "Cat/7.jpg",
+           "Dog/0.jpg", "Dog/6.jpg", "Dog/7.jpg", "Dog/8.jpg", "Dog/9.jpg"],
+    validation=["Cat/1.jpg", "Dog/2.jpg"],
+    test=["Cat/2.jpg", "Cat/5.jpg", "Dog/1.jpg", "Dog/4.jpg"])
+
+
+@pytest.mark.parametrize("percent", sorted(GOLDEN_SPLITS))
+def test_split_of_fixed_paths_matches_the_golden_table(percent):
+  found = {s: sorted(p for p in GOLDEN_NAMES if splits.split_of(p, percent) == s) for s in splits.SPLITS}
+  assert found == GOLDEN_SPLITS[percent]
+  assert splits.stable_fraction("Cat/0.jpg", "split") == int.from_bytes(
+      hashlib.sha256(b"split:Cat/0.jpg").digest()[:8], "big") / 2**64 == pytest.approx(0.571061)
+
+
+def test_balancing_keeps_the_golden_files_of_each_class():
+  per_class = {"cat": [f"cat/{i}.jpg" for i in range(6)], "dog": [f"dog/{i}.jpg" for i in range(4)],
+               "owl": [f"owl/{i}.jpg" for i in range(5)]}
+  kept, dropped = splits.balance(per_class, lambda path: path, ["cat", "dog", "owl"])
+  assert {c: sorted(v) for c, v in kept.items()} == {
+      "cat": ["cat/0.jpg", "cat/2.jpg", "cat/3.jpg", "cat/5.jpg"],
+      "dog": ["dog/0.jpg", "dog/1.jpg", "dog/2.jpg", "dog/3.jpg"],
+      "owl": ["owl/1.jpg", "owl/2.jpg", "owl/3.jpg", "owl/4.jpg"]}
+  assert {c: sorted(v) for c, v in dropped.items()} == {
+      "cat": ["cat/1.jpg", "cat/4.jpg"], "dog": [], "owl": ["owl/0.jpg"]}
+
+
+@pytest.fixture(scope="module")
+def golden_folder(tmp_path_factory):
+  """Cat/0-9.jpg and Dog/0-9.jpg, 20 distinct tiny JPEGs (the golden table's names)."""
+  root = tmp_path_factory.mktemp("golden") / "root"
+  rng = np.random.default_rng(11)
+  files = {name: jpeg_bytes(rng.integers(0, 256, (16, 16, 3), np.uint8)) for name in GOLDEN_NAMES}
+  assert len(set(files.values())) == len(files)
+  for name, data in files.items():
+    (root / name).parent.mkdir(parents=True, exist_ok=True)
+    (root / name).write_bytes(data)
+  return root
+
+
+def _build_golden(root, data_dir, balance):
+  cfg = FolderConfig(name=f"golden_{balance}", root=str(root), encoding="raw", image_size=8, channels=1,
+                     balance=balance, split_percent=(80, 10, 10))
+  builder = image_folder.Builder(config=cfg, data_dir=str(data_dir))
+  builder.download_and_prepare()
+  with open(os.path.join(builder.data_dir, folder_builder.FILES)) as f:
+    rows = [json.loads(line) for line in f]
+  return builder, {s: sorted(r["path"] for r in rows if r["split"] == s) for s in splits.SPLITS}
+
+
+def test_a_build_puts_each_file_in_its_golden_split(golden_folder, tmp_path):
+  builder, stored = _build_golden(golden_folder, tmp_path, "none")
+  assert stored == GOLDEN_SPLITS[(80, 10, 10)]
+  for split, paths in stored.items():
+    assert sorted(ex["image/filename"].decode() for ex in examples(builder, split)) == paths
+
+
+def test_copies_under_other_names_land_in_their_originals_golden_split(golden_folder, tmp_path):
+  root = tmp_path / "root"
+  shutil.copytree(golden_folder, root)
+  # Alone, both copies' names would go to train; a group is split by its first path.
+  shutil.copy(root / "Cat" / "1.jpg", root / "Cat" / "1_copy.jpg")  # Cat/1.jpg: validation
+  shutil.copy(root / "Dog" / "2.jpg", root / "Dog" / "copy_of_2.jpg")  # Dog/2.jpg: validation
+  assert {splits.split_of(p, (80, 10, 10)) for p in ("Cat/1_copy.jpg", "Dog/copy_of_2.jpg")} == {"train"}
+  _, stored = _build_golden(root, tmp_path / "out", "none")
+  golden = GOLDEN_SPLITS[(80, 10, 10)]
+  assert stored == dict(golden, validation=sorted(golden["validation"] + ["Cat/1_copy.jpg", "Dog/copy_of_2.jpg"]))
+
+
+def test_a_balanced_build_keeps_exactly_the_smallest_class_count_of_each_split(golden_folder, tmp_path):
+  # Golden splits: train 7 cats / 5 dogs, validation 1 / 3, test 2 / 2.
+  builder, stored = _build_golden(golden_folder, tmp_path, "undersample")
+  card = builder.info.metadata["card"]
+  assert card["counts_before_balancing"] == {
+      "train": {"Cat": 7, "Dog": 5}, "validation": {"Cat": 1, "Dog": 3}, "test": {"Cat": 2, "Dog": 2}}
+  expected = {"train": {"Cat": 5, "Dog": 5}, "validation": {"Cat": 1, "Dog": 1}, "test": {"Cat": 2, "Dog": 2}}
+  assert card["counts_after_balancing"] == expected
+  found = {s: collections.Counter(p.split("/")[0] for p in paths) for s, paths in stored.items()}
+  assert found == expected
+  assert stored == GOLDEN_BALANCED
+  balanced_out = sorted(r["path"] for r in folder_builder.read_manifest(builder.data_dir)
+                        if r["status"] == "balanced_out")
+  assert balanced_out == sorted(set(GOLDEN_NAMES) - {p for paths in stored.values() for p in paths})
 
 
 def test_balance_none_keeps_every_usable_file(tmp_path):

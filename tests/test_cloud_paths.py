@@ -8,8 +8,8 @@ import hashlib
 import json
 import os
 import pickle
+import itertools
 import shutil
-import uuid
 
 import numpy as np
 import pytest
@@ -29,9 +29,18 @@ from petpipe.pipeline import verify
 from tests.shards_fixture import BAD_FILES
 
 
+_FOLDERS = itertools.count()
+
+
+def fresh_ram_folder() -> str:
+  """A `ram://` folder no other call of this process returned (`ram://` lives as long as the
+  process: each test gets a folder of its own)."""
+  return f"ram://pid{os.getpid()}-{next(_FOLDERS)}"
+
+
 def to_ram(local: str) -> str:
   """A copy of the local folder or file under a fresh `ram://` path."""
-  remote = f"ram://{uuid.uuid4().hex}/{os.path.basename(local)}"
+  remote = f"{fresh_ram_folder()}/{os.path.basename(local)}"
   if os.path.isfile(local):
     tf.io.gfile.makedirs(os.path.dirname(remote))
     tf.io.gfile.copy(local, remote)
@@ -127,9 +136,9 @@ def test_sources_on_ram_pickle_and_read_after_unpickling(pictures, tmp_path):
 
 def test_a_missing_ram_file_is_a_file_not_found_error():
   with pytest.raises(FileNotFoundError):
-    filesystems.open_read(f"ram://{uuid.uuid4().hex}/nothing.jpg")
+    filesystems.open_read(f"{fresh_ram_folder()}/nothing.jpg")
   with pytest.raises(FileNotFoundError):
-    filesystems.stat(f"ram://{uuid.uuid4().hex}/nothing.jpg")
+    filesystems.stat(f"{fresh_ram_folder()}/nothing.jpg")
 
 
 def collect(dataset):
@@ -159,7 +168,7 @@ def test_folder_loader_skips_bad_ram_files_with_their_reason(bad_folder):
 
 
 def test_training_state_and_pictures_write_to_ram():
-  out = f"ram://{uuid.uuid4().hex}/run"
+  out = f"{fresh_ram_folder()}/run"
   checkpoint.write_json(f"{out}/metrics.json", {"accuracy": 0.5})
   with tf.io.gfile.GFile(f"{out}/metrics.json") as f:
     assert json.load(f) == {"accuracy": 0.5}
@@ -173,7 +182,7 @@ def test_training_state_and_pictures_write_to_ram():
 
 
 def test_no_lock_on_a_remote_folder_says_so(caplog):
-  with folder_lock.exclusive(f"ram://{uuid.uuid4().hex}/.lock", "ram://x is being built"):
+  with folder_lock.exclusive(f"{fresh_ram_folder()}/.lock", "ram://x is being built"):
     pass
   assert "No lock on ram://" in caplog.text
 
@@ -184,7 +193,7 @@ def test_a_run_trains_into_a_ram_folder_and_resumes_there(tmp_path):
   from tests.test_train import OUTPUT_FILES, write_shards
 
   shards = write_shards(str(tmp_path / "tiny" / "1.0.0"))
-  out = f"ram://{uuid.uuid4().hex}/out"
+  out = f"{fresh_ram_folder()}/out"
   run = lambda epochs: experiment.run(experiment.RunConfig(
       shards=shards, model="mlp", epochs=epochs, batch_size=8, seed=1, out=out))
   run(2)

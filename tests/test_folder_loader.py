@@ -149,10 +149,17 @@ def test_fast_decode_with_resize_options_stays_close_to_keras(tmp_path, kwargs):
     ("binary", (12, 1), tf.float32),
 ])
 def test_label_modes_like_keras(clean_folder, label_mode, shape, dtype):
-  images, labels = next(iter(ours(clean_folder, label_mode=label_mode, batch_size=12,
-                                  image_size=8, verbose=False)))
+  kwargs = dict(label_mode=label_mode, batch_size=12, image_size=8, seed=4, verbose=False)
+  images, labels = next(iter(ours(clean_folder, **kwargs)))
+  keras_images, keras_labels = next(iter(theirs(clean_folder, **kwargs)))
   assert images.shape == (12, 8, 8, 3) and images.dtype == tf.float32
   assert labels.shape == shape and labels.dtype == dtype
+  np.testing.assert_array_equal(labels, keras_labels)  # Keras's values, in Keras's order
+  # And what each mode means: the class of the file each image came from.
+  classes = np.argmax(labels, -1) if label_mode == "categorical" else np.reshape(labels, -1)
+  assert sorted(classes.tolist()) == [0] * 6 + [1] * 6
+  if label_mode != "int":
+    assert set(np.unique(labels)) == {0.0, 1.0}
 
 
 def test_without_labels_yields_images_only(clean_folder):
@@ -174,12 +181,16 @@ def test_unbatched_when_batch_size_is_none(clean_folder):
   assert image.shape == (8, 8, 3) and label.shape == ()
 
 
-def test_same_seed_same_order(clean_folder):
-  def order():
-    ds = ours(clean_folder, seed=11, image_size=8, verbose=False)
+def test_same_seed_same_shuffled_order_and_another_seed_another(clean_folder):
+  def order(**kwargs):
+    ds = ours(clean_folder, image_size=8, verbose=False, **kwargs)
     return collect(ds)[0].sum(axis=(1, 2, 3)).tolist()
 
-  assert order() == order()
+  shuffled = order(seed=11)
+  assert shuffled == order(seed=11)
+  assert shuffled != order(shuffle=False)  # it is shuffled, not the file order
+  assert sorted(shuffled) == sorted(order(shuffle=False))  # the same images
+  assert shuffled != order(seed=12)
 
 
 # Bad files --------------------------------------------------------------------------------

@@ -115,10 +115,16 @@ def test_labelled_build_splits_and_balances_as_a_folder_build(labelled_root, tmp
   builder = _build(labelled_root, tmp_path, "split", labels="metadata.jsonl", balance="undersample",
                    split_percent=(50, 50, 0))
   card = builder.info.metadata["card"]
-  for split, counts in card["counts_after_balancing"].items():
-    assert len(set(counts.values())) == 1, (split, counts)  # balanced per split
-  stored = _labelled(builder, "train") + _labelled(builder, "validation")
-  assert len(set(stored)) == len(stored) and all(LABELS[n] == l for n, l in stored)
+  # Split by the path rule of file_name (as a folder build splits "class/file"): train holds
+  # 3 cats, 2 dogs and 1 bird, validation 3 birds, 2 dogs and 1 cat; each keeps one a class.
+  assert card["counts_before_balancing"] == {"train": {"bird": 1, "cat": 3, "dog": 2},
+                                             "validation": {"bird": 3, "cat": 1, "dog": 2}}
+  assert card["counts_after_balancing"] == {"train": {"bird": 1, "cat": 1, "dog": 1},
+                                            "validation": {"bird": 1, "cat": 1, "dog": 1}}
+  assert _labelled(builder, "train") == [("images/05.jpg", "bird"), ("images/09.jpg", "cat"),
+                                         ("images/10.jpg", "dog")]
+  assert _labelled(builder, "validation") == [("images/04.jpg", "dog"), ("images/06.jpg", "cat"),
+                                              ("images/08.jpg", "bird")]
 
 
 def test_an_absolute_label_file_outside_the_root_is_read(labelled_root, tmp_path):

@@ -135,3 +135,73 @@ print("ok")
                           env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}, timeout=300)
   assert result.returncode == 0, result.stderr[-2000:]
   assert result.stdout.strip().endswith("ok")
+
+
+# Random sources whose draws differ from run to run unless given a seed.
+_SEEDED_CONSTRUCTORS = {"default_rng", "RandomState", "Random", "SeedSequence"}
+_NUMPY_SEEDED_API = _SEEDED_CONSTRUCTORS | {"Generator", "PCG64", "Philox", "BitGenerator"}
+_TF_RANDOM_OPS = {"uniform", "normal", "truncated_normal", "shuffle", "categorical", "gamma",
+                  "poisson"}
+_ALWAYS_RANDOM = {("os", "urandom"), ("uuid", "uuid1"), ("uuid", "uuid4"), ("secrets", "token_bytes"),
+                  ("secrets", "token_hex"), ("secrets", "randbelow")}
+
+
+def _dotted(node) -> str:
+  """"np.random.default_rng" for the expression `np.random.default_rng`, "" if not a name."""
+  parts = []
+  while isinstance(node, ast.Attribute):
+    parts.append(node.attr)
+    node = node.value
+  if not isinstance(node, ast.Name):
+    return ""
+  return ".".join([node.id, *reversed(parts)])
+
+
+def _unrepeatable_calls(path: str) -> list[str]:
+  """Calls in the file whose result changes from one run (or process) to the next."""
+  found = []
+  calls = [n for n in ast.walk(ast.parse(open(path, encoding="utf-8").read())) if isinstance(n, ast.Call)]
+  for node in sorted(calls, key=lambda n: (n.lineno, n.col_offset)):
+    name = _dotted(node.func)
+    parts = name.split(".")
+    seeded = bool(node.args) or any(k.arg == "seed" for k in node.keywords)
+    wrong = (
+        name == "hash"  # Python's string hash changes with every process (PYTHONHASHSEED)
+        or tuple(parts[-2:]) in _ALWAYS_RANDOM
+        or (parts[-1] in _SEEDED_CONSTRUCTORS and not seeded)
+        # NumPy's and Python's module-level draws come from a global, unseeded state.
+        or (len(parts) == 3 and parts[:2] in (["np", "random"], ["numpy", "random"])
+            and parts[2] not in _NUMPY_SEEDED_API)
+        or (len(parts) == 2 and parts[0] == "random" and parts[1] not in _SEEDED_CONSTRUCTORS)
+        or (len(parts) == 3 and parts[:2] == ["tf", "random"] and parts[2] in _TF_RANDOM_OPS
+            and not any(k.arg == "seed" for k in node.keywords))
+    )
+    if wrong:
+      found.append(f"{os.path.relpath(path, REPO)}:{node.lineno}: {name}(...)")
+  return found
+
+
+def _test_files() -> list[str]:
+  return sorted(glob.glob(os.path.join(REPO, "tests", "*.py"))
+                + glob.glob(os.path.join(REPO, "builders", "**", "*_test.py"), recursive=True))
+
+
+def test_tests_and_their_helpers_use_no_builtin_hash_and_no_unseeded_random_source():
+  found = [call for path in _test_files() for call in _unrepeatable_calls(path)]
+  assert found == []
+
+
+def test_the_determinism_check_recognises_what_it_forbids(tmp_path):
+  path = tmp_path / "example.py"
+  path.write_text(
+      "import numpy as np, os, random, uuid\n"
+      "a = hash(('cat', 1)) % 1000\n"
+      "b = np.random.default_rng()\n"
+      "c = np.random.randint(0, 9)\n"
+      "d = random.choice([1, 2])\n"
+      "e = os.urandom(8) + uuid.uuid4().bytes\n"
+      "f = np.random.default_rng(0).integers(9) + random.Random(1).random()\n"
+      "g = np.random.default_rng(seed=3)\n")
+  assert [line.split(": ")[1] for line in _unrepeatable_calls(str(path))] == [
+      "hash(...)", "np.random.default_rng(...)", "np.random.randint(...)", "random.choice(...)",
+      "os.urandom(...)", "uuid.uuid4(...)"]

@@ -91,9 +91,16 @@ def test_rescaling_maps_the_pixel_range_to_unit_interval():
 
 def test_augmentation_is_inside_the_model_and_only_changes_training_outputs():
   model = models.build("xception", SHAPE, 2, seed=1)
-  assert {"flip", "rotation"} <= {layer.name for layer in model.layers}
+  assert [layer.name for layer in model.layers[1:3]] == ["flip", "rotation"]  # first, on uint8 pixels
+  augmented = keras.Model(model.input, model.get_layer("rotation").output)
   images, _ = _tiny_data(2, count=4)
+  # Inference: the pixels pass through untouched and predictions repeat.
+  np.testing.assert_array_equal(augmented(images, training=False), images.astype(np.float32))
   np.testing.assert_array_equal(model(images, training=False), model(images, training=False))
+  # Training: every image is rotated (and some flipped), so what the model sees changes.
+  moved = np.asarray(augmented(images, training=True))
+  assert all(not np.array_equal(m, image) for m, image in zip(moved, images.astype(np.float32)))
+  assert not np.allclose(model(images, training=True), model(images, training=False))
 
 
 def test_mlp_and_cnn_have_no_augmentation_unless_asked():

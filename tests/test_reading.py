@@ -171,8 +171,12 @@ def test_a_truncated_shard_fails_before_streaming(tfds_dataset_dir, tmp_path):
     f.truncate(os.path.getsize(shard) - 100)
   with pytest.raises(verify.CorruptDatasetError, match="split train"):
     from_dataset_dir(copy, "train[:50%]", EVAL)
-  assert from_dataset_dir(copy, "test", EVAL) is not None  # Only the splits read are checked.
-  assert from_dataset_dir(copy, "train", EVAL, check_sizes=False) is not None
+  # Only the splits read are checked: the intact test split reads whole.
+  assert sorted(example_ids(from_dataset_dir(copy, "test", EVAL))) == list(range(NUM_EXAMPLES, NUM_EXAMPLES + 10))
+  # Unchecked, the cut shard opens and fails only when streaming reaches its end.
+  unchecked = from_dataset_dir(copy, "train", EVAL, check_sizes=False)
+  with pytest.raises(tf.errors.DataLossError):
+    example_ids(unchecked)
 
 
 def _two_datasets(tmp_path, second_storage, second_names):

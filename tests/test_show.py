@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import os
-import uuid
 
 import numpy as np
 import pytest
@@ -18,6 +17,7 @@ from petpipe.builders import card
 from petpipe.builders.folder_config import FolderConfig
 from petpipe.builders.image_folder import image_folder_dataset_builder as image_folder
 from petpipe.scripts import show as show_command
+from tests.test_cloud_paths import fresh_ram_folder
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +87,7 @@ def test_show_of_an_unknown_split_or_folder_is_a_one_line_error(folder, tmp_path
 
 def test_show_writes_its_pictures_to_a_ram_folder(folder, tmp_path):
   dataset_dir = _build(folder, tmp_path / "data", "raw")
-  out = f"ram://{uuid.uuid4().hex}/pictures"
+  out = f"{fresh_ram_folder()}/pictures"
   grid, card_path = show.show(dataset_dir, out, n=2)
   for path in (grid, card_path):
     assert path.startswith(out)

@@ -11,7 +11,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 
 import keras
 import numpy as np
@@ -22,6 +21,7 @@ from PIL import Image
 
 from petpipe import experiment
 from petpipe import pipeline
+from petpipe.models import determinism
 from petpipe.models import preprocessing
 from petpipe.models import training
 from petpipe.pipeline import schema
@@ -170,7 +170,9 @@ def test_metrics_json_has_the_documented_keys(finished_run):
                                 "global_batch_size": 8, "train_shard_policy": None}
   assert (config["model"], config["seed"], config["image_size"], config["channels"]) == \
       ("mlp", 1, [16, 16], 1)
-  assert config["accelerator"]["mixed_precision"] is False  # CPU only, auto
+  # "auto": on exactly when a GPU is visible.
+  assert config["accelerator"]["mixed_precision"] is bool(tf.config.list_physical_devices("GPU"))
+  assert config["mixed_precision"] == "auto"
   assert config["class_weights"] == "auto"
   assert config["class_weight_values"] == {"0": 1.0, "1": 1.0}
   assert config["augment"] is False  # the mlp's default
@@ -397,86 +399,102 @@ def _position(out) -> tuple[int, int, int]:
     return 0, 0, 0
 
 
-def _global_step(out) -> int:
-  epoch, step, steps = _position(out)
-  return epoch * steps + step
+STEPS, EPOCHS = 8, 2  # 32 training examples in batches of 4
+INTERRUPTED = os.path.join(ROOT, "tests", "train_interrupted.py")
+# Every in-model augmentation (random layers with state), the optimizer, metric sums,
+# callbacks with state and the input order: all must resume exactly.
+RESUMED_ARGS = ["--model", "mlp", "--augment", ",".join(preprocessing.AUGMENTATIONS),
+                "--epochs", EPOCHS, "--batch-size", 4, "--seed", 5, "--deterministic",
+                "--lr-schedule", "plateau", "--early-stopping", 5]
 
 
-def _interrupt(command, out, at_step: int, sig: int) -> subprocess.CompletedProcess:
-  """Starts `command`, sends `sig` once a state at `at_step` steps (counted over all
-  epochs) or later is saved, waits for it."""
-  process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                             cwd=ROOT)
-  while process.poll() is None and _global_step(out) < at_step:
-    time.sleep(0.002)
-  process.send_signal(sig)
-  stdout, stderr = process.communicate(timeout=120)
-  return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+@pytest.fixture(scope="module")
+def resume_shards(tmp_path_factory) -> str:
+  return write_shards(str(tmp_path_factory.mktemp("resume") / "data"),
+                      {"train": 4 * STEPS, "validation": 8, "test": 4})
 
 
-STEPS, EPOCHS = 8, 3  # 32 training examples in batches of 4
+@pytest.fixture(scope="module")
+def uninterrupted(resume_shards, tmp_path_factory):
+  """The run the interrupted ones must end equal to, started in the background (in its own
+  process: --deterministic switches op determinism on for the whole process); call to wait."""
+  folder = tmp_path_factory.mktemp("uninterrupted")
+  out, log = str(folder / "out"), folder / "stderr.txt"
+  with open(log, "w") as stderr:  # a file, not a pipe: nothing blocks on a full pipe
+    process = subprocess.Popen([sys.executable, SCRIPT, "--shards", resume_shards,
+                                *map(str, RESUMED_ARGS), "--out", out],
+                               cwd=ROOT, stdout=subprocess.DEVNULL, stderr=stderr)
+
+  def wait() -> str:
+    assert process.wait(timeout=300) == 0, log.read_text()[-3000:]
+    return out
+
+  yield wait
+  if process.poll() is None:
+    process.kill()
+    process.wait()
 
 
-@pytest.mark.slow
-def test_runs_killed_at_random_steps_resume_to_the_same_weights_and_losses(tmp_path):
-  shards = write_shards(str(tmp_path / "data"), {"train": 4 * STEPS, "validation": 8, "test": 4})
-  whole, resumed = str(tmp_path / "whole"), str(tmp_path / "resumed")
-  # Every in-model augmentation, the optimizer, metric sums, the callbacks' state and the
-  # input order, all saved after every step.
-  args = ["--shards", shards, "--model", "mlp", "--augment",
-          ",".join(preprocessing.AUGMENTATIONS), "--epochs", EPOCHS,
-          "--batch-size", 4, "--seed", 5, "--deterministic", "--save-every", 1,
-          "--lr-schedule", "plateau", "--early-stopping", 5]  # callbacks with state
-  command = [sys.executable, SCRIPT, *map(str, args), "--out", resumed]
-  # In its own process: --deterministic switches op determinism on for the whole process;
-  # it runs beside the interrupted runs.
-  reference = subprocess.Popen(command[:-1] + [whole], cwd=ROOT, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, text=True)
-  rng = np.random.default_rng()
-  seed = int(rng.integers(1 << 30))
-  rng = np.random.default_rng(seed)
-  # Three random mid-epoch points (2 or more steps from an epoch's ends), in order and
-  # 3 or more steps apart (a killed process may have saved a step beyond its target).
-  mid_epoch = [e * STEPS + s for e in range(EPOCHS) for s in range(2, STEPS - 2)]
-  while True:
-    targets = sorted(rng.choice(mid_epoch, size=3, replace=False).tolist())
-    if min(b - a for a, b in zip(targets, targets[1:])) >= 3:
-      break
-  where = f"(targets {targets}, drawn with seed {seed})"
+def _train_until(shards, out, *, epoch=None, batch=None, signal_name="KILL", save_every=1):
+  """The run, interrupted right after batch `batch` of epoch `epoch` (none: to its end)."""
+  args = ["--shards", shards, *map(str, RESUMED_ARGS), "--save-every", str(save_every), "--out", out]
+  command = [sys.executable, INTERRUPTED, str(epoch), str(batch), signal_name] if epoch is not None \
+      else [sys.executable, SCRIPT]
+  return subprocess.run(command + args, cwd=ROOT, capture_output=True, text=True, timeout=300)
 
-  stops = []
-  for target, sig in zip(targets, (signal.SIGKILL, signal.SIGKILL, signal.SIGINT)):
-    result = _interrupt(command, resumed, target, sig)
-    if stops:  # each run after the first continues where the previous one stopped
-      epoch, step = stops[-1]
-      assert f"Continuing from epoch {epoch + 1}, step {step} of {STEPS}" in result.stdout, \
-          result.stdout + result.stderr + where
-    if sig == signal.SIGKILL:
-      assert result.returncode == -signal.SIGKILL, result.stderr + where
-    else:
-      assert result.returncode == 130, result.stderr + where
-      assert "Run the same command to continue" in result.stderr
-      assert "Traceback" not in result.stderr
-    stops.append(_position(resumed)[:2])
-  assert sum(1 for _, step in stops if step) >= 2, f"{stops} {where}"  # cut mid-epoch
-  assert stops[-1][0] < EPOCHS, where
-  finished = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
-  assert finished.returncode == 0, finished.stderr
-  epoch, step = stops[-1]
-  assert f"Continuing from epoch {epoch + 1}, step {step} of {STEPS}" in finished.stdout
-  assert reference.wait(timeout=300) == 0, reference.stderr.read()
 
+def _assert_same_run(whole, resumed):
+  """Bit-identical weights, per-epoch metrics and history.csv."""
   a = keras.models.load_model(os.path.join(whole, "model.keras"))
   b = keras.models.load_model(os.path.join(resumed, "model.keras"))
-  for left, right in zip(a.weights, b.weights):
-    np.testing.assert_array_equal(np.asarray(left), np.asarray(right),
-                                  err_msg=f"{left.path} {stops} {where}")
+  for left, right in zip(a.weights, b.weights, strict=True):
+    np.testing.assert_array_equal(np.asarray(left), np.asarray(right), err_msg=left.path)
   for key in ("loss", "accuracy", "val_loss", "val_accuracy", "examples"):
     assert [row[key] for row in _metrics(whole)["epochs"]] == \
-        [row[key] for row in _metrics(resumed)["epochs"]], f"{key} {stops} {where}"
+        [row[key] for row in _metrics(resumed)["epochs"]], key
   with open(os.path.join(whole, "history.csv")) as f, \
       open(os.path.join(resumed, "history.csv")) as g:
     assert f.read() == g.read()  # one row per epoch, none lost or repeated
+
+
+@pytest.mark.slow
+def test_a_run_killed_mid_epoch_resumes_its_augmentation_layers_random_state(resume_shards, uninterrupted,
+                                                                             tmp_path):
+  out = str(tmp_path / "out")
+  killed = _train_until(resume_shards, out, epoch=1, batch=4)  # step 5 of epoch 2, step 4 saved
+  assert killed.returncode == -signal.SIGKILL, killed.stderr
+  assert _position(out) == (1, 4, STEPS)
+  with open(os.path.join(out, "backup", "state.json")) as f:
+    saved = json.load(f)["seed_states"]
+  # The random layers had drawn for 4 batches of the epoch: their state is not the one the
+  # epoch starts from, which is what a resume must not fall back to.
+  at_epoch_start = [[determinism.derive(5, 1, index), 0] for index in range(len(saved))]
+  assert len(saved) >= 6 and saved != at_epoch_start
+  finished = _train_until(resume_shards, out)
+  assert finished.returncode == 0, finished.stderr
+  assert f"Continuing from epoch 2, step 4 of {STEPS}" in finished.stdout
+  _assert_same_run(uninterrupted(), out)
+
+
+@pytest.mark.slow
+def test_a_run_stopped_between_saves_trains_each_unsaved_batch_once_more_and_no_other(
+    resume_shards, uninterrupted, tmp_path):
+  out = str(tmp_path / "out")
+  # Saved every 3 steps: stopped after step 5 of the first epoch, step 3 is the one on disk,
+  # so steps 4 and 5 are trained again and the first 3 batches skipped.
+  stopped = _train_until(resume_shards, out, epoch=0, batch=4, signal_name="INT", save_every=3)
+  assert stopped.returncode == 130, stopped.stderr
+  assert "Run the same command to continue" in stopped.stderr and "Traceback" not in stopped.stderr
+  assert _position(out) == (0, 3, STEPS)
+  # Resumed, then killed again after step 7 of the second epoch (saved: step 6).
+  killed = _train_until(resume_shards, out, epoch=1, batch=6, save_every=3)
+  assert killed.returncode == -signal.SIGKILL, killed.stderr
+  assert f"Continuing from epoch 1, step 3 of {STEPS}" in killed.stdout
+  assert _position(out) == (1, 6, STEPS)
+  finished = _train_until(resume_shards, out, save_every=3)
+  assert finished.returncode == 0, finished.stderr
+  assert f"Continuing from epoch 2, step 6 of {STEPS}" in finished.stdout
+  _assert_same_run(uninterrupted(), out)
 
 
 # ------------------------------------------------------------------------- bad input

@@ -271,6 +271,121 @@ def test_dct_scaled_decode_of_natural_crops_is_no_further_from_the_ideal_than_a_
     assert mean_abs_error(scaled, ideal) <= mean_abs_error(full, ideal) + 0.5
 
 
+# Independent references ---------------------------------------------------------------------
+#
+# The consistency tests above compare two paths through the same code. These compare the
+# model's uint8 pixels with values computed without it: by hand, and with Pillow and NumPy.
+
+# A gray image halved: with half-pixel centres, plain bilinear at exactly half size averages
+# each 2x2 block. The averages end in .25 or .75, so rounding and truncating differ.
+GRAY_4X6 = np.array([[10, 11, 200, 201, 0, 0],
+                     [11, 11, 201, 201, 0, 1],
+                     [50, 50, 90, 91, 255, 254],
+                     [50, 51, 91, 91, 254, 254]], np.uint8)
+HALVED_2X3 = np.array([[11, 201, 0],     # 10.75, 200.75, 0.25
+                       [50, 91, 254]])   # 50.25, 90.75, 254.25
+# Colours and their BT.601 luma 0.299 R + 0.587 G + 0.114 B, rounded (and Pillow's "L").
+COLOURS_2X3 = np.array([[(255, 0, 0), (0, 255, 0), (0, 0, 255)],
+                        [(255, 255, 0), (200, 100, 50), (10, 20, 30)]], np.uint8)
+LUMA_2X3 = np.array([[76, 150, 29],      # 76.245, 149.685, 29.07
+                     [226, 124, 18]])    # 225.93, 124.2, 18.15
+HAND_COMPUTED = {"halved_gray": (GRAY_4X6, HALVED_2X3), "colours_to_luma": (COLOURS_2X3, LUMA_2X3)}
+
+
+def test_the_hand_computed_references_agree_with_pillow_and_numpy():
+  np.testing.assert_array_equal(np.asarray(Image.fromarray(COLOURS_2X3).convert("L")), LUMA_2X3)
+  luma = COLOURS_2X3.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+  np.testing.assert_array_equal(np.round(luma), LUMA_2X3)
+  blocks = GRAY_4X6.astype(np.float64).reshape(2, 2, 3, 2).mean(axis=(1, 3))
+  np.testing.assert_array_equal(np.round(blocks), HALVED_2X3)
+
+
+def _through_make_dataset(data: bytes, folder) -> np.ndarray:
+  shard = str(folder / "one.tfrecord-00000-of-00001")
+  with tf.io.TFRecordWriter(shard) as writer:
+    writer.write(tf.train.Example(features=tf.train.Features(feature={
+        schema.IMAGE: tf.train.Feature(bytes_list=tf.train.BytesList(value=[data])),
+        schema.LABEL: tf.train.Feature(int64_list=tf.train.Int64List(value=[0])),
+    })).SerializeToString())
+  config = PipelineConfig(image_size=(2, 3), channels=1, batch_size=1, normalize="none",
+                          deterministic=True)
+  images, _ = next(iter(make_dataset([shard], schema.ImageStorage("png", 3), config, training=False)))
+  return images.numpy()[0]
+
+
+def _through_prediction(data: bytes, folder) -> np.ndarray:
+  path = folder / "picture.png"
+  path.write_bytes(data)
+  return prediction.load_image(str(path), transform.Preprocessing((2, 3), 1))
+
+
+def _through_the_builders_raw_storage(data: bytes, folder) -> np.ndarray:
+  verdict = validation.inspect(data, "cat/picture.png", "cat", validation.Limits(min_side=2))
+  return storage_lib.encode(data, verdict, schema.ImageStorage("raw", 1, (2, 3)), None, 95)
+
+
+@pytest.mark.parametrize("picture", sorted(HAND_COMPUTED))
+@pytest.mark.parametrize("entry", [_through_make_dataset, _through_prediction, _through_the_builders_raw_storage],
+                         ids=["make_dataset", "prediction", "builder_raw_storage"])
+def test_uint8_pixels_are_the_hand_computed_rounded_values(entry, picture, tmp_path):
+  pixels, expected = HAND_COMPUTED[picture]
+  out = entry(png_bytes(pixels), tmp_path)
+  assert out.dtype == np.uint8 and out.shape == (2, 3, 1)
+  np.testing.assert_array_equal(out[..., 0], expected)
+
+
+def bilinear_reference(image: np.ndarray, size) -> np.ndarray:
+  """Plain bilinear resize with half-pixel centres and no antialiasing, in float64 NumPy:
+  output pixel i samples input coordinate (i + 0.5) * in / out - 0.5 (clamped to the edges)."""
+  out = np.asarray(image, np.float64)
+  for axis, n in enumerate(size):
+    m = out.shape[axis]
+    x = np.clip((np.arange(n) + 0.5) * m / n - 0.5, 0, m - 1)
+    low = np.floor(x).astype(int)
+    high = np.minimum(low + 1, m - 1)
+    weight = (x - low).reshape([-1 if a == axis else 1 for a in range(out.ndim)])
+    out = np.take(out, low, axis=axis) * (1 - weight) + np.take(out, high, axis=axis) * weight
+  return out
+
+
+def pillow_reference(data: bytes, size, channels: int) -> np.ndarray:
+  """Pillow's libjpeg decode at the largest DCT scale covering `size` (`draft`), then
+  `bilinear_reference`: float64 (H, W, channels)."""
+  with Image.open(io.BytesIO(data)) as image:
+    width, height = image.size
+    # Largest of 1/2, 1/4, 1/8 keeping both sides at least the target (by hand, not the library's).
+    ratio = max(r for r in (1, 2, 4, 8) if -(-height // r) >= size[0] and -(-width // r) >= size[1])
+    image.draft("L" if channels == 1 else "RGB", (width // ratio, height // ratio))
+    assert image.size == (-(-width // ratio), -(-height // ratio))
+    pixels = np.asarray(image.convert("L" if channels == 1 else "RGB"))
+  return bilinear_reference(pixels.reshape(*pixels.shape[:2], channels), size), ratio
+
+
+def assert_rounds_the_reference(uint8_image, reference):
+  """`uint8_image` is `reference` rounded, except where the reference sits within 0.01 of a
+  .5 tie (float32 against float64 arithmetic)."""
+  ties = np.abs(reference - np.floor(reference) - 0.5) < 0.01
+  assert not ties.all()
+  np.testing.assert_array_equal(np.where(ties, 0, uint8_image), np.where(ties, 0, np.round(reference)))
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_jpeg_pixels_are_pillows_dct_scaled_decode_resized_bilinearly_and_rounded(channels):
+  # At 1/4 and 1/8 TensorFlow's libjpeg and Pillow's compute the same scaled IDCT; at 1/1 and
+  # 1/2 TensorFlow's default fast integer IDCT differs from Pillow's accurate one by ~1 level.
+  for seed in range(2):
+    for size, ratio in MIXED_SIZES.items():
+      data = photo_crop_jpeg(size, seed)
+      reference, reference_ratio = pillow_reference(data, TARGET, channels)
+      assert reference_ratio == ratio
+      pixels = transform.transform_bytes(data, transform.Preprocessing(TARGET, channels))
+      if ratio >= 4:
+        np.testing.assert_allclose(pixels.numpy(), reference, atol=1e-3)
+        assert_rounds_the_reference(ops.normalize(pixels, "none").numpy(), reference)
+      else:
+        assert mean_abs_error(pixels, reference) <= 1.5, (size, seed)
+
+
 def test_make_dataset_decodes_each_image_of_mixed_size_shards_at_its_own_scale(tmp_path):
   sizes = list(MIXED_SIZES) * 2  # ratios 1, 2, 4, 8 and 4, in both shards
   files = [photo_crop_jpeg(size, seed) for seed, size in enumerate(sizes)]
@@ -294,6 +409,10 @@ def test_make_dataset_decodes_each_image_of_mixed_size_shards_at_its_own_scale(t
   per_image = [ops.normalize(transform.transform_bytes(data, preprocessing), "none").numpy()
                for data in files]
   np.testing.assert_array_equal(images.numpy(), np.stack(per_image))
+  for image, data in zip(images.numpy(), files):  # and against Pillow and NumPy, where exact
+    reference, ratio = pillow_reference(data, TARGET, 3)
+    if ratio >= 4:
+      assert_rounds_the_reference(image, reference)
   # One scale for all (the first image's, full size) would have given other pixels.
   one_scale = [ops.normalize(transform.resize(decode.jpeg_at(data, 3, 1), TARGET), "none")
                for data in files]
