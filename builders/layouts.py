@@ -217,9 +217,12 @@ class SplitFolderSource(_Wrapped):
   def __repr__(self) -> str:
     return f"SplitFolderSource({self.inner!r}, {self.split_folders!r}, {self.class_names!r})"
 
-  def listing(self) -> sources_lib.Listing:
-    inner = self.inner.listing()
-    found = []
+  def listing_parts(self) -> list[str]:
+    return self.inner.listing_parts()
+
+  def listing(self, part: str = sources_lib.ALL_PARTS) -> sources_lib.Listing:
+    inner = self.inner.listing(part)
+    found = sources_lib.CandidateList()
     for c in inner.candidates:
       parts = c.path.split("/")
       if c.skip_reason or not c.class_dir:  # refused, or beside the split folders
@@ -253,9 +256,13 @@ class LabelFileSource(_Wrapped):
                                   self.label_member, self.split_folders)).encode()).hexdigest()[:16]
     return f"LabelFileSource({self.inner!r}, labels={self.label_file.path!r}@{digest})"
 
-  def listing(self) -> sources_lib.Listing:
-    found = [sources_lib.Candidate(path, "", files.has_image_extension(path), skip_reason=reason)
-             for path, reason in self.refused]
+  def listing_parts(self) -> list[str]:
+    return [sources_lib.ALL_PARTS]  # the label file names every file at once
+
+  def listing(self, part: str = sources_lib.ALL_PARTS) -> sources_lib.Listing:
+    found = sources_lib.CandidateList(
+        sources_lib.Candidate(path, "", files.has_image_extension(path), skip_reason=reason)
+        for path, reason in self.refused)
     classes = frozenset(self.class_names)
     for path in self.names:
       if path == self.label_member:
@@ -302,13 +309,3 @@ def split_of_path(source, path: str, percent: Sequence[float], key: Optional[str
   if folders:
     return folders[path.split("/", 1)[0]]
   return splits_lib.split_of(key or path, percent)
-
-
-def groups_across_splits(verdicts, source, label_of_dir) -> int:
-  """Exact-duplicate groups (same sha256) whose files lie in more than one given split."""
-  folders = getattr(source, "split_folders", None)
-  if not folders:
-    return 0
-  usable = [v for v in verdicts if v.usable and v.class_dir in label_of_dir and v.sha256]
-  groups = splits_lib.duplicate_groups(usable, lambda v: v.sha256, lambda v: v.path)
-  return sum(len({folders[v.path.split("/", 1)[0]] for v in g}) > 1 for g in groups)

@@ -31,7 +31,7 @@ def check_classes(config, source, names: Sequence[str], label_of_dir: dict, list
     ValueError: one line naming what was found.
   """
   where = collections.defaultdict(set)  # label -> class keys ("train/cat") holding files
-  for c in listing.candidates:
+  for c in listing.candidates if listing is not None else ():  # Beam: the driver lists nothing
     if c.class_dir in label_of_dir:
       where[label_of_dir[c.class_dir]].add(c.class_dir)
   by_fold = collections.defaultdict(list)
@@ -72,7 +72,7 @@ def _single_folder_hint(config, source, names: Sequence[str], listing) -> str:
   """What to do when the root holds one folder beside other files (a download's wrapper
   folder, such as the Kaggle zip's `PetImages/` beside its licence and readme)."""
   root = getattr(config, "root", None)
-  if len(names) != 1 or not root or getattr(source, "split_folders", None):
+  if len(names) != 1 or not root or getattr(source, "split_folders", None) or listing is None:
     return ""
   beside = [c.path for c in listing.candidates if c.ignore_reason == sources_lib.NOT_IN_CLASS_FOLDER]
   if not beside:
@@ -89,21 +89,33 @@ def _single_folder_hint(config, source, names: Sequence[str], listing) -> str:
   return hint + "."
 
 
-def check_usable(config, verdicts: Sequence[validation.Verdict], label_of_dir: dict) -> None:
-  """After validation: fails when more than `config.max_skipped_fraction` of the image files
-  in the classes cannot be used, naming the most common reasons with an example each."""
+def check_plan(config, tally: card_lib.Tally, before: dict, names: Sequence[str]) -> None:
+  """After validation and duplicates, local and Beam alike (from what the card counts):
+  too many unusable files, a class with no usable file, fewer usable classes than
+  `config.min_classes`.
+
+  Raises:
+    ValueError: one line naming what was found.
+  """
+  check_usable(config, tally)
+  card_lib.check_classes(before, names, sum(tally.status.values()), config)
+  found = {n: sum(per_class.get(n, 0) for per_class in before.values()) for n in names}
+  check_enough_classes(config, [n for n in names if found[n]], "with usable images")
+
+
+def check_usable(config, tally: card_lib.Tally) -> None:
+  """Fails when more than `config.max_skipped_fraction` of the image files (every file but
+  the ignored ones) cannot be used, naming the most common reasons with an example each."""
   limit = getattr(config, "max_skipped_fraction", DEFAULT_MAX_SKIPPED_FRACTION)
-  considered = [v for v in verdicts
-                if v.status != validation.IGNORED and v.class_dir in label_of_dir]
-  skipped = [v for v in considered if v.status == validation.SKIPPED]
-  if not considered or len(skipped) <= limit * len(considered):
+  considered = sum(tally.status.values()) - tally.status[validation.IGNORED]
+  skipped = tally.status[validation.SKIPPED]
+  if not considered or skipped <= limit * considered:
     return
-  by_kind = collections.defaultdict(list)
-  for v in skipped:
-    by_kind[card_lib.reason_kind(v.reason)].append(v.path)
-  top = sorted(by_kind.items(), key=lambda item: (-len(item[1]), item[0]))[:_REASONS_SHOWN]
-  reasons = ", ".join(f"{kind} {len(paths)} (e.g. {paths[0]})" for kind, paths in top)
+  by_kind = tally.reasons[validation.SKIPPED]
+  top = sorted((k for k, c in by_kind.items() if c), key=lambda k: (-by_kind[k], k))
+  reasons = ", ".join(f"{kind} {by_kind[kind]} (e.g. {tally.examples[kind]})"
+                      for kind in top[:_REASONS_SHOWN])
   raise ValueError(
-      f"{len(skipped)} of {len(considered)} image files ({len(skipped) / len(considered):.0%}) "
-      f"are unusable, more than max_skipped_fraction {limit}: {reasons}. Check the root and "
-      "the files, or raise max_skipped_fraction to build anyway.")
+      f"{skipped} of {considered} image files ({skipped / considered:.0%}) are unusable, more "
+      f"than max_skipped_fraction {limit}: {reasons}. Check the root and the files, or raise "
+      "max_skipped_fraction to build anyway.")

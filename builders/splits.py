@@ -10,6 +10,8 @@ from __future__ import annotations
 import collections
 from typing import Callable, Iterable, Optional, Sequence, TypeVar
 
+import numpy as np
+
 from petpipe.pipeline.file_splits import (  # noqa: F401  (re-exported)
     DEFAULT_SPLIT_PERCENT, SPLITS, split_of, stable_fraction)
 
@@ -87,3 +89,47 @@ def duplicate_groups(
     by_root[find(i)].append(item)
   groups = [sorted(g, key=path_of) for g in by_root.values() if len(g) > 1]
   return sorted(groups, key=lambda g: path_of(g[0]))
+
+
+def possibly_duplicated(digests: np.ndarray, phashes: Optional[np.ndarray] = None,
+                        has_phash: Optional[np.ndarray] = None, max_distance: int = 3) -> np.ndarray:
+  """Which items `duplicate_groups` may put in a group (a mask): those whose digest (a 64-bit
+  prefix) another item has too, or whose perceptual hash (where `has_phash`) is at most
+  `max_distance` bits from another's. Compact arrays in, so a build of 10^8 files finds its
+  few duplicates without holding its verdicts: only the items marked need a closer look.
+
+  Equal values are found by sorting; near ones as in `duplicate_groups`, by bands (two
+  hashes that close agree on one of `max_distance + 1` bands), comparing only distinct hashes
+  that share a band value: about n^2 / 2^(64 / (max_distance + 1)) comparisons a band.
+  """
+  marked = _repeated(digests)
+  if phashes is None:
+    return marked
+  index = np.flatnonzero(has_phash)
+  unique, inverse, counts = np.unique(phashes[index], return_inverse=True, return_counts=True)
+  near = counts > 1
+  chunks = max_distance + 1
+  for k in range(chunks):
+    lo, hi = 64 * k // chunks, 64 * (k + 1) // chunks
+    band = (unique >> np.uint64(lo)) & np.uint64((1 << (hi - lo)) - 1)
+    order = np.argsort(band, kind="stable")
+    ordered = band[order]
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    ends = np.r_[starts[1:], len(ordered)]
+    for start, end in zip(starts[ends - starts > 1], ends[ends - starts > 1]):
+      members = order[start:end]
+      values = unique[members]
+      close = np.bitwise_count(values[:, None] ^ values[None, :]) <= max_distance
+      np.fill_diagonal(close, False)
+      near[members[close.any(axis=1)]] = True
+  marked[index] |= near[inverse]
+  return marked
+
+
+def _repeated(values: np.ndarray) -> np.ndarray:
+  order = np.argsort(values, kind="stable")
+  ordered = values[order]
+  same = ordered[1:] == ordered[:-1]
+  marked = np.zeros(len(values), bool)
+  marked[order[np.r_[same, False] | np.r_[False, same]]] = True
+  return marked

@@ -2,11 +2,27 @@
 
 TFDS's public API (`tfds.core.GeneratorBasedBuilder`, `tfds.features`, ...) has no hook for
 these: the example writer that the builders replace to write byte-identical records, the
-`tf.train.Example` proto it serializes, and TFDS's lazy import of Apache Beam (so that local
-builds never import Beam). If a TFDS release moves them, this module is what changes.
+`tf.train.Example` proto it serializes, TFDS's lazy import of Apache Beam (so that local
+builds never import Beam), and the memory bound of TFDS's local shuffler. If a TFDS release moves them, this module is what changes.
 Tested against tensorflow-datasets 4.9.10.
 """
 
+import contextlib
+
+from tensorflow_datasets.core import shuffle
 from tensorflow_datasets.core import writer  # noqa: F401  (ExampleWriter)
 from tensorflow_datasets.core.utils.lazy_imports_utils import apache_beam as beam  # noqa: F401
 from tensorflow_datasets.proto import tf_example_pb2  # noqa: F401  (Example)
+
+
+@contextlib.contextmanager
+def shuffle_memory(max_bytes: int):
+  """While in it, TFDS's local writer holds at most `max_bytes` of records before spilling
+  them to its bucket files on disk (its own path for big splits); by default it holds up to
+  1 GB, which on tiny records is ~1 KB a file. The records written are the same."""
+  before = shuffle.MAX_MEM_BUFFER_SIZE
+  shuffle.MAX_MEM_BUFFER_SIZE = max_bytes
+  try:
+    yield
+  finally:
+    shuffle.MAX_MEM_BUFFER_SIZE = before

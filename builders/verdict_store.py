@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Optional, Sequence
+from typing import Iterable, Iterator, Optional, Sequence
 
 import tensorflow as tf
 
@@ -32,25 +32,48 @@ def key(source, candidates: Sequence, limits: validation.Limits) -> dict:
           "limits": dataclasses.asdict(limits)}
 
 
-def write(data_dir: str, key_: dict, verdicts: Sequence[validation.Verdict]) -> None:
-  with tf.io.gfile.GFile(os.path.join(data_dir, VERDICTS), "w") as f:
+def path(data_dir: str) -> str:
+  return os.path.join(data_dir, VERDICTS)
+
+
+def write(data_dir: str, key_: dict, verdicts: Iterable[validation.Verdict]) -> Iterator[validation.Verdict]:
+  """Writes `verdicts` one at a time as they come (bounded memory) and yields each on."""
+  with tf.io.gfile.GFile(path(data_dir), "w") as f:
     f.write(json.dumps(key_) + "\n")
+    lines = []
     for v in verdicts:
-      f.write(json.dumps(dataclasses.asdict(v), ensure_ascii=False) + "\n")
+      lines.append(json.dumps(dataclasses.asdict(v), ensure_ascii=False) + "\n")
+      if len(lines) >= 1024:
+        f.write("".join(lines))
+        lines = []
+      yield v
+    f.write("".join(lines))
 
 
-def find(dataset_root: str, key_: dict) -> Optional[list[validation.Verdict]]:
-  """The verdicts of a finished build under `dataset_root` (`<data_dir>/<name>`) made with
-  the same key, or None."""
+def read(file: str) -> Iterator[validation.Verdict]:
+  """The verdicts of a verdicts file, one at a time."""
+  with tf.io.gfile.GFile(file) as f:
+    f.readline()  # the key
+    for text in f:
+      if text.strip():
+        yield validation.Verdict(**json.loads(text))
+
+
+def find(dataset_root: str, key_: dict) -> Optional[str]:
+  """The verdicts file of a finished build under `dataset_root` (`<data_dir>/<name>`) made
+  with the same key, or None."""
   wanted = json.dumps(key_)
-  for path in sorted(tf.io.gfile.glob(os.path.join(dataset_root, "*", "*", VERDICTS))):
-    if os.path.basename(os.path.dirname(path)).startswith("incomplete."):
+  for file in sorted(tf.io.gfile.glob(os.path.join(dataset_root, "*", "*", VERDICTS))):
+    if os.path.basename(os.path.dirname(file)).startswith("incomplete."):
       continue
     try:
-      with tf.io.gfile.GFile(path) as f:
+      with tf.io.gfile.GFile(file) as f:
         if f.readline().rstrip("\n") != wanted:
           continue
-        return [validation.Verdict(**json.loads(line)) for line in f if line.strip()]
+        first = f.readline()
+        if first.strip():
+          validation.Verdict(**json.loads(first))  # from this layout
+        return file
     except (tf.errors.OpError, ValueError, TypeError):
       continue  # unreadable or from another layout: validate instead
   return None

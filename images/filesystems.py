@@ -180,6 +180,21 @@ def isdir(path: PathLike) -> bool:
   return os.path.isdir(path) if is_local(path) else tf.io.gfile.isdir(path)
 
 
+def isfile(path: PathLike) -> bool:
+  path = os.fspath(path)
+  if is_local(path):
+    return os.path.isfile(path)
+  return tf.io.gfile.exists(path) and not tf.io.gfile.isdir(path)
+
+
+def relative(path: PathLike, root: PathLike) -> str:
+  """`path` relative to `root`, with forward slashes (local or remote)."""
+  path, root = os.fspath(path), os.fspath(root)
+  if is_local(path):
+    return os.path.relpath(path, root).replace(os.sep, "/")
+  return path[len(root.rstrip("/")):].lstrip("/")
+
+
 def subdirectories(path: PathLike) -> list[str]:
   """Unsorted names of the folders directly in `path`."""
   path = os.fspath(path)

@@ -7,6 +7,8 @@ they pickle to Beam workers and threads.
 
 from __future__ import annotations
 
+import array
+import collections.abc
 import dataclasses
 import hashlib
 import os
@@ -21,8 +23,11 @@ from petpipe.images import files
 from petpipe.images import filesystems
 
 NOT_IN_CLASS_FOLDER = "not in a class folder"
+ALL_PARTS = "*"  # `listing(part)`: the whole listing
+ROOT_PART = ""  # `listing(part)`: what sits beside the class folders
 NOT_A_CLASS = "folder not in class_names"
 JUNK_FOLDER = "junk folder: never a class"
+_STAT_CHUNK = 4096
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,13 +52,68 @@ class Candidate:
   skip_reason: str = ""
 
 
+class CandidateList(collections.abc.Sequence):
+  """Candidates packed into flat arrays: about the path's UTF-8 bytes plus 13 bytes a file,
+  where a list of `Candidate` objects costs ~300 (a build of 10^8 files lists them all)."""
+
+  def __init__(self, items: Iterable[Candidate] = ()):
+    self._paths = bytearray()
+    self._ends = array.array("Q")
+    self._classes = array.array("I")
+    self._is_image = bytearray()
+    self._class_dirs: list[str] = []
+    self._class_index: dict[str, int] = {}
+    self._reasons: dict[int, tuple[str, str]] = {}  # rare: (ignore_reason, skip_reason)
+    self.extend(items)
+
+  def append(self, c: Candidate) -> None:
+    self._paths += c.path.encode("utf-8", "surrogateescape")
+    self._ends.append(len(self._paths))
+    index = self._class_index.get(c.class_dir)
+    if index is None:
+      index = self._class_index[c.class_dir] = len(self._class_dirs)
+      self._class_dirs.append(c.class_dir)
+    self._classes.append(index)
+    self._is_image.append(bool(c.is_image))
+    if c.ignore_reason or c.skip_reason:
+      self._reasons[len(self._ends) - 1] = (c.ignore_reason, c.skip_reason)
+
+  def extend(self, items: Iterable[Candidate]) -> None:
+    for c in items:
+      self.append(c)
+
+  def __len__(self) -> int:
+    return len(self._ends)
+
+  def __getitem__(self, i):
+    if isinstance(i, slice):
+      return [self[j] for j in range(*i.indices(len(self)))]
+    if i < 0:
+      i += len(self)
+    if not 0 <= i < len(self):
+      raise IndexError(i)
+    start = self._ends[i - 1] if i else 0
+    path = self._paths[start:self._ends[i]].decode("utf-8", "surrogateescape")
+    ignore, skip = self._reasons.get(i, ("", ""))
+    return Candidate(path, self._class_dirs[self._classes[i]], bool(self._is_image[i]), ignore, skip)
+
+  def __iter__(self):
+    return (self[i] for i in range(len(self)))
+
+  def __eq__(self, other) -> bool:
+    return isinstance(other, collections.abc.Sequence) and list(self) == list(other)
+
+  def __repr__(self) -> str:
+    return f"CandidateList({len(self)} files)"
+
+
 @dataclasses.dataclass
 class Listing:
   """What a source holds: every file found, and the folders it does not read.
 
   Attributes:
     candidates: every file under the root, in path order (images, other files, and files
-      left out with a reason).
+      left out with a reason); a `CandidateList`.
     ignored_folders: (folder path relative to the root, ending in "/", reason) of folders
       never read: junk (`__MACOSX/`), folders outside `class_names`, symlink loops.
   """
@@ -113,31 +173,43 @@ class FolderSource:
   def __setstate__(self, state):
     self.__init__(**state)
 
-  def listing(self) -> Listing:
+  def listing_parts(self) -> list[str]:
+    """Names of parts whose `listing(part)`s, in this order, make up the whole listing: one
+    per class folder and `ROOT_PART` (what sits beside them), so a cluster lists the class
+    folders in parallel. With `follow_links` one part: a folder linked from two class
+    folders is read once, under the first."""
+    if self.follow_links:
+      return [ALL_PARTS]
+    return [*self.class_dirs, ROOT_PART]
+
+  def listing(self, part: str = ALL_PARTS) -> Listing:
     """Every file of the class folders (walked as `files.walk` does: special files, names
     that are not UTF-8 and symlink loops are left out with a reason), the files beside the
-    class folders (ignored), and the folders not read."""
-    found, ignored = [], []
+    class folders (ignored), and the folders not read; of one part only (`listing_parts`)."""
+    found, ignored = CandidateList(), []
     # Each real folder is read once, under one class: a link to the root or to another
     # class folder is never followed (`files.walk`).
     visited = {}
     for top in (self.root, *(os.path.join(self.root, c) for c in self.class_dirs)):
       if filesystems.is_local(top) and (key := files.folder_key(top)) is not None:
         visited.setdefault(key, top)
-    for class_dir in self.class_dirs:
+    for class_dir in self.class_dirs if part == ALL_PARTS else [part] if part != ROOT_PART else []:
       left_out = []
       top = os.path.join(self.root, class_dir)
       for dirpath, _, names in files.walk(top, self.follow_links, left_out, visited):
-        found += [candidate(self._relative(os.path.join(dirpath, n)), class_dir) for n in names]
-      found += self._left_out(left_out, class_dir, ignored)
+        found.extend(candidate(self._relative(os.path.join(dirpath, n)), class_dir) for n in names)
+      found.extend(self._left_out(left_out, class_dir, ignored))
+    if part not in (ALL_PARTS, ROOT_PART):
+      return Listing(found, ignored)
     left_out = []
     # The root's own level; symlinked class folders are folders here, as for `subfolders`.
     walker = files.walk(self.root, follow_links=True, left_out=left_out)
     _, folders, names = next(walker, ("", [], []))
     walker.close()
     top_files, top_folders = top_level(names, folders, self.class_dirs)
-    return Listing(found + top_files + self._left_out(left_out, "", ignored),
-                   ignored + top_folders)
+    found.extend(top_files)
+    found.extend(self._left_out(left_out, "", ignored))
+    return Listing(found, ignored + top_folders)
 
   def _left_out(self, left_out: list, class_dir: str, ignored: list) -> list[Candidate]:
     """Candidates for the files `files.walk` left out; the folders go to `ignored`."""
@@ -158,13 +230,19 @@ class FolderSource:
   def signature(self, candidates: Sequence[Candidate]) -> str:
     """Changes whenever a listed file changes (size or modification time)."""
     h = hashlib.sha256()
-    stats = filesystems.stats([os.path.join(self.root, *c.path.split("/")) for c in candidates])
+    for start in range(0, len(candidates), _STAT_CHUNK):  # bounded memory
+      chunk = candidates[start:start + _STAT_CHUNK]
+      stats = filesystems.stats([os.path.join(self.root, *c.path.split("/")) for c in chunk])
+      self._hash_stats(h, chunk, stats)
+    return h.hexdigest()
+
+  @staticmethod
+  def _hash_stats(h, candidates, stats) -> None:
     for c, st in zip(candidates, stats):
       if st is None:
         h.update(f"{c.path}\0missing\n".encode("utf-8", "surrogateescape"))
       else:
         h.update(f"{c.path}\0{st[0]}\0{st[1]}\n".encode("utf-8", "surrogateescape"))
-    return h.hexdigest()
 
   def _full(self, path: str) -> str:
     full = os.path.join(self.root, *path.split("/"))
@@ -274,11 +352,11 @@ class ZipSource:
     """Normalised path relative to the prefix → raw member name."""
     return self._members().clean
 
-  def listing(self) -> Listing:
+  def listing(self, part: str = ALL_PARTS) -> Listing:
     """Members of the class folders, members beside them (ignored), members refused (unsafe or
     repeated names) and the folders not read, all relative to the prefix."""
     table = self._members()
-    found, names, folders = [], [], set()
+    found, names, folders = CandidateList(), [], set()
     for rel in sorted(table.clean):
       top, _, rest = rel.partition("/")
       if not rest:
@@ -293,10 +371,15 @@ class ZipSource:
       found.append(Candidate(rel, rel.split("/", 1)[0], files.has_image_extension(rel),
                              skip_reason=reason))
     top_files, ignored = top_level(names, folders, self.class_dirs)
+    found.extend(top_files)
     # Junk beside the prefix folder (`__MACOSX/` next to `PetImages/`) is never read either.
     outside = {raw.replace("\\", "/").split("/", 1)[0] for raw in self._zip().namelist()}
     ignored += [(f"{n}/", JUNK_FOLDER) for n in sorted(outside - folders) if files.is_junk(n)]
-    return Listing(found + top_files, sorted(set(ignored)))
+    return Listing(found, sorted(set(ignored)))
+
+  def listing_parts(self) -> list[str]:
+    """One part: a zip's members are listed from its central directory at once."""
+    return [ALL_PARTS]
 
   def signature(self, candidates: Sequence[Candidate]) -> str:
     size, mtime_ns = filesystems.stat(self.zip_path)

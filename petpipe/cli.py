@@ -37,6 +37,8 @@ COMMANDS = {
                         "Measure pet_images builds against TFDS's recipe and a decode floor."),
     "benchmark-distributed": ("petpipe.scripts.benchmark_distributed",
                               "Measure Beam builds and tf.data service input against local."),
+    "benchmark-scale": ("petpipe.scripts.benchmark_scale",
+                        "Measure how builds grow with files (10^4 to 10^6), locally and on Beam."),
     "stress-kill-build": ("petpipe.scripts.stress_kill_build",
                           "Kill builds at random moments and check the result is identical."),
 }

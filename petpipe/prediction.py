@@ -153,7 +153,7 @@ def load_model(model_path: str, unsafe: bool = False) -> keras.Model:
     ValueError: the file is not a loadable model.
   """
   model_path = os.fspath(model_path)
-  if not os.path.isfile(model_path):
+  if not filesystems.isfile(model_path):
     raise FileNotFoundError(2, f"{model_path} does not exist.", model_path)
   try:
     return keras.models.load_model(model_path, safe_mode=not unsafe)

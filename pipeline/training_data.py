@@ -21,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from petpipe.images import filesystems
 from petpipe.images import transform
 from petpipe.pipeline import file_splits
 from petpipe.pipeline import records
@@ -345,7 +346,7 @@ def _label_counts(files: Sequence[str], num_classes: int) -> list[int]:
 
 def _folder_data(folder: str, shape, seed: int, layout: InputLayout) -> TrainingData:
   folder = os.path.expanduser(folder)
-  if not os.path.isdir(folder):
+  if not filesystems.isdir(folder):
     raise FileNotFoundError(f"{folder} is not a folder.")
   if layout.data_service:
     raise ValueError("A tf.data service reads record shards, not a folder: build the "
@@ -361,13 +362,13 @@ def _folder_data(folder: str, shape, seed: int, layout: InputLayout) -> Training
       image_size=size, shuffle=True, seed=seed, split_percent=file_splits.DEFAULT_SPLIT_PERCENT,
       fast_decode=True)  # the one transform's policy, as prediction applies
   class_names = list(splits["train"].class_names)
-  files = {split: [os.path.relpath(p, folder) for p in dataset.file_paths]
+  files = {split: [filesystems.relative(p, folder) for p in dataset.file_paths]
            for split, dataset in splits.items()}
   counts = {}
   for split, paths in files.items():
     per_class = [0] * len(class_names)
     for path in paths:  # labels are the top-level sub-folders
-      per_class[class_names.index(path.split(os.sep)[0])] += 1
+      per_class[class_names.index(path.split("/")[0])] += 1
     if sum(per_class):
       counts[split] = per_class
   if "train" not in counts:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import os
 from typing import Sequence
 
@@ -26,6 +25,7 @@ from petpipe.images import errors
 from petpipe.images import files
 from petpipe.images import filesystems
 from petpipe.images import sources
+from petpipe.pipeline import dataset_files
 from petpipe.pipeline import records
 
 _FRAMING_BYTES = 16  # length (8) + length CRC (4) + data CRC (4)
@@ -143,11 +143,9 @@ def changed_sources(dataset_dir: str, root: str) -> list[tuple[str, str]]:
 
   Files are hashed in 1 MiB chunks. Raises FileNotFoundError if the dataset has no `files.jsonl`.
   """
-  listing = os.path.join(dataset_dir, FILES)
-  if not tf.io.gfile.exists(listing):
+  if not dataset_files.paths(dataset_dir, FILES):
     raise FileNotFoundError(f"{dataset_dir} has no {FILES}: it was built before stored files were hashed")
-  with tf.io.gfile.GFile(listing) as f:
-    rows = [json.loads(line) for line in f if line.strip()]
+  rows = list(dataset_files.rows(dataset_dir, FILES))
   problems = []
   if filesystems.isdir(root):
     for row in rows:

@@ -75,7 +75,7 @@ MUTATIONS = (
         "  target = max(min(len(per_class.get(c, [])) for c in classes) - 1, 0)\n",
         (GOLDEN_SPLITS, *EXACT_BALANCE)),
     Mutation(
-        "split_by_python_hash", "builders/splits.py",
+        "split_by_python_hash", "pipeline/file_splits.py",
         '  digest = hashlib.sha256(f"{salt}:{key}".encode("utf-8")).digest()\n'
         '  return int.from_bytes(digest[:8], "big") / 2**64\n',
         '  return (hash(f"{salt}:{key}") % 2**64) / 2**64  # differs from process to process\n',

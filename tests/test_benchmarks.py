@@ -187,3 +187,49 @@ def test_a_build_run_writes_json_png_and_its_goals(tmp_path):
   assert goals["gray100 >= 0.5x floor"]["value"] > 0
   assert goals["original >= 3.0x tfds_recipe"]["met"] is None
   assert any("gray100 >= 0.5x floor" in line for line in lines)
+
+
+def test_scale_folders_are_distinct_tiny_jpegs_written_once(tmp_path):
+  from petpipe.benchmarks import scale
+  from petpipe.images import validation
+
+  root = scale.write_folder(str(tmp_path / "scale"), 150)
+  paths = sorted(p for p in (tmp_path / "scale").rglob("*.jpg"))
+  assert len(paths) == 150 and {p.parent.parent.name for p in paths} == {"a", "b"}
+  data = [p.read_bytes() for p in paths]
+  assert len(set(data)) == 150 and max(map(len, data)) < 1024
+  verdict = validation.inspect(data[0], "a/0000/0000000.jpg", "a", validation.Limits())
+  assert verdict.status == validation.KEPT and (verdict.width, verdict.height) == (8, 8)
+  paths[0].unlink()
+  assert scale.write_folder(root, 150) == root and not paths[0].exists()  # cached, not rewritten
+
+
+@pytest.mark.slow
+def test_a_scale_run_builds_each_engine_in_a_fresh_process_and_writes_its_json(tmp_path):
+  from petpipe.benchmarks import scale
+
+  results = scale.run(sizes=(100,), engines=("local", "launcher"), cache_dir=str(tmp_path),
+                      out_dir=str(tmp_path / "out"), log=lambda _: None)
+  runs = {r["engine"]: r for r in results["runs"]}
+  assert set(runs) == {"local", "launcher"}
+  assert all(r["files_found"] == 100 and 0 < r["stored"] < 100 for r in runs.values())
+  assert runs["launcher"]["graph_bytes"] > 0 and runs["launcher"]["job_service_peak_rss"] > 0
+  assert runs["local"]["graph_bytes"] is None and runs["local"]["peak_rss"] > 0
+  assert os.path.exists(tmp_path / "out" / "scale_benchmark.json")
+
+
+def test_scale_goals_compare_the_driver_the_graph_and_the_local_growth_across_sizes():
+  from petpipe.benchmarks import scale
+
+  run = lambda engine, files, rss, graph=None: dict(engine=engine, files=files, peak_rss=rss,
+                                                    graph_bytes=graph)
+  goals = scale._goals([run("launcher", 10, 700e6, 1000), run("launcher", 1000, 900e6, 1005),
+                        run("local", 10, 700e6), run("local", 100, 701e6), run("local", 1000, 701.1e6)])
+  assert [(g["value"], g["met"]) for g in goals] == [(1.286, False), (1.005, True), (111.1, True)]
+
+
+def test_benchmark_scale_refuses_an_unknown_engine_in_one_line():
+  from petpipe.scripts import benchmark_scale
+
+  result = CliRunner().invoke(benchmark_scale.main, ["--engines", "local,spark"])
+  assert result.exit_code != 0 and "engines" in result.output

@@ -454,3 +454,24 @@ def test_tfds_build_command_line_end_to_end(tmp_path):
   ds = tfds.load("pet_images/gray100", split="train", data_dir=str(tmp_path / "out"), builder_kwargs={})
   images = [ex["image"].shape for ex in ds]
   assert images and all(s == (100, 100, 1) for s in images)
+
+
+def test_possibly_duplicated_marks_exactly_the_items_brute_force_pairs_find():
+  rng = np.random.default_rng(5)
+  n = 3000
+  digests = rng.integers(0, 2000, n, dtype=np.uint64)  # many repeats
+  phashes = rng.integers(0, 2**63, n, dtype=np.uint64) | (rng.integers(0, 2, n, dtype=np.uint64) << 63)
+  near = rng.choice(n, 200, replace=False)
+  flips = np.uint64(1) << rng.integers(0, 64, (200, 3)).astype(np.uint64)
+  phashes[near[100:]] = phashes[near[:100]] ^ flips[:100, 0] ^ flips[:100, 1] ^ flips[:100, 2]
+  has = rng.random(n) < 0.9
+  has[near] = True
+  marked = splits.possibly_duplicated(np.zeros(n, np.uint64) + np.arange(n, dtype=np.uint64),
+                                      phashes, has)
+  dist = np.bitwise_count(phashes[:, None] ^ phashes[None, :]) <= 3
+  dist &= has[:, None] & has[None, :]
+  np.fill_diagonal(dist, False)
+  assert (marked == dist.any(axis=1)).all() and marked.sum() >= 100
+  repeated = splits.possibly_duplicated(digests)
+  counts = np.bincount(digests.astype(np.int64))
+  assert (repeated == (counts[digests.astype(np.int64)] > 1)).all()

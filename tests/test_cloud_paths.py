@@ -225,3 +225,23 @@ def test_pet_images_finds_its_folder_or_zip_on_ram(tmp_path):
   found = pet_images.find_source(os.path.dirname(to_ram(archive)))
   assert isinstance(found, sources.ZipSource) and found.prefix == "PetImages/"
   assert len([c for c in found.listing().candidates if c.is_image]) == 4
+
+
+@pytest.mark.slow
+def test_train_on_a_ram_folder_counts_and_trains_as_on_the_local_one(clean_folder):
+  from click.testing import CliRunner
+
+  from petpipe.scripts import train
+
+  remote = to_ram(clean_folder)
+  out = f"{fresh_ram_folder()}/out"
+  result = CliRunner().invoke(train.main, ["--folder", remote, "--model", "mlp", "--epochs", "1",
+                                           "--image-size", "16", "--batch-size", "4", "--seed", "0",
+                                           "--out", out])
+  assert result.exit_code == 0, result.output
+  with tf.io.gfile.GFile(f"{out}/metrics.json") as f:
+    metrics = json.load(f)
+  local = pipeline.image_dataset_from_directory(clean_folder, image_size=16, verbose=False)
+  assert metrics["config"]["folder"] == remote and metrics["class_names"] == local.class_names
+  assert sum(n for counts in metrics["counts"].values() for n in counts.values()) == len(
+      local.file_paths)

@@ -185,7 +185,7 @@ def test_a_labelled_root_on_beam_gives_the_local_build(labelled_root, tmp_path):
   local = _build(labelled_root, tmp_path / "local", "beam_check", labels="metadata.csv", split_percent=None)
   config = FolderConfig(name="beam_check", root=labelled_root, labels="metadata.csv", balance="none")
   on_beam = image_folder.Builder(config=config, data_dir=str(tmp_path / "beam"))
-  options = beam.options.pipeline_options.PipelineOptions(["--runner=DirectRunner"])
+  options = beam.options.pipeline_options.PipelineOptions(["--runner=FnApiRunner"])
   on_beam.download_and_prepare(download_config=tfds.download.DownloadConfig(beam_options=options))
   assert {s: _labelled(on_beam, s) for s in on_beam.info.splits} == {
       s: _labelled(local, s) for s in local.info.splits}

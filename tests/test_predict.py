@@ -278,6 +278,14 @@ def test_files_and_folders_on_ram_get_the_predictions_of_the_local_ones(model_di
       (p.label, p.probability, p.error) for p in local]
 
 
+def test_predict_reads_a_model_on_ram_as_the_local_one(model_dir, images):
+  local_model = os.path.join(model_dir, "model.keras")
+  remote_model = to_ram(model_dir) + "/model.keras"  # classes.json beside it
+  files = [images["cat.jpg"], images["dog.png"]]
+  local = CliRunner().invoke(predict.main, ["--model", local_model, *files])
+  remote = CliRunner().invoke(predict.main, ["--model", remote_model, *files])
+  assert remote.exit_code == 0, remote.output
+  assert remote.output == local.output and "cat.jpg: " in remote.output
 def test_a_folder_is_listed_in_natural_order(model_dir, tmp_path):
   rng = np.random.default_rng(4)
   for name in ("Dog/10.png", "Dog/2.png", "Dog/1.png", "Dog 10/0.png", "Dog 9/0.png", "a.png"):

@@ -175,7 +175,7 @@ def test_split_percent_defaults_to_80_10_10_for_class_folders(root, tmp_path):
 def test_a_pre_split_root_on_beam_gives_the_local_build(root, tmp_path):
   beam = pytest.importorskip("apache_beam")
   local = _build(root, tmp_path / "local", "beam_check")
-  options = beam.options.pipeline_options.PipelineOptions(["--runner=DirectRunner"])
+  options = beam.options.pipeline_options.PipelineOptions(["--runner=FnApiRunner"])
   on_beam = image_folder.Builder(config=FolderConfig(name="beam_check", root=root), data_dir=str(tmp_path / "beam"))
   on_beam.download_and_prepare(download_config=tfds.download.DownloadConfig(beam_options=options))
   assert _files(on_beam) == _files(local)
