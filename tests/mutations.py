@@ -114,9 +114,9 @@ MUTATIONS = (
         "    ranked = sorted(per_class.get(c, []), key=path_of)\n",
         (GOLDEN_SPLITS, *EXACT_BALANCE)),
     Mutation(
-        "duplicates_split_apart", "builders/folder_builder.py",
-        "        lambda v: layouts.split_of_path(source, v.path, config.percentages, split_key.get(v.path)),\n",
-        "        lambda v: layouts.split_of_path(source, v.path, config.percentages),\n",
+        "duplicates_split_apart", "builders/local_plan.py",
+        "        split = layouts.split_of_path(self.source, v.path, config.percentages, self.split_key.get(i))\n",
+        "        split = layouts.split_of_path(self.source, v.path, config.percentages)\n",
         ("tests/test_build_safety.py -k exact_duplicates", "tests/test_builders.py -k copies_under")),
     Mutation(
         "split_by_file_name_alone", "builders/layouts.py",
