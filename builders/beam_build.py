@@ -149,7 +149,7 @@ class Plan:
 
   def _balance(self, usable, before):
     """(kept, balanced out): per split and class the `target` smallest (salted path hash, path),
-    as `splits.balance` and the local build choose."""
+    as the local build chooses."""
     counts = beam.pvalue.AsSingleton(before | "BalanceCounts" >> beam.combiners.ToList())
     bits = self.bucket_bits
     edges = (

@@ -153,7 +153,7 @@ class LocalPlan:
             for s, split in enumerate(splits_lib.SPLITS) if present[s]}
 
   def _balance(self, fractions: np.ndarray, before: np.ndarray, found: np.ndarray) -> None:
-    """The same choice as `splits.balance`: per split and class, the `target` smallest
+    """Per split and class, the `target` smallest
     (salted path hash, path), `target` the smallest class's count among the classes present
     (in a pre-split root: present in that split)."""
     given = bool(getattr(self.source, "split_folders", None))

@@ -1,14 +1,16 @@
-"""Stable split assignment and deterministic class balancing.
+"""Stable split assignment and duplicate grouping.
 
 A file's split depends only on a hash of its relative path (`pipeline.file_splits`, the
 rule `petpipe train --folder` applies too), so adding files never moves an existing file to
-another split, and no file sits in two splits.
+another split, and no file sits in two splits. Balancing (undersampling each class of a
+split to its smallest class) keeps the files with the smallest (salted path hash, path):
+`local_plan` and `beam_build` both apply that rule.
 """
 
 from __future__ import annotations
 
 import collections
-from typing import Callable, Iterable, Optional, Sequence, TypeVar
+from typing import Callable, Optional, Sequence, TypeVar
 
 import numpy as np
 
@@ -16,28 +18,6 @@ from petpipe.pipeline.file_splits import (  # noqa: F401  (re-exported)
     DEFAULT_SPLIT_PERCENT, SPLITS, split_of, stable_fraction)
 
 T = TypeVar("T")
-
-
-def group(items: Iterable[T], split_key: Callable[[T], str], class_key: Callable[[T], str]) -> dict:
-  """{split: {class: [items sorted by path hash]}}."""
-  out: dict = collections.defaultdict(lambda: collections.defaultdict(list))
-  for item in items:
-    out[split_key(item)][class_key(item)].append(item)
-  return out
-
-
-def balance(per_class: dict[str, list[T]], path_of: Callable[[T], str], classes: Sequence[str]) -> tuple[dict[str, list[T]], dict[str, list[T]]]:
-  """Undersamples every class to the smallest class's count.
-
-  Which files stay is decided by a salted hash of their path, so the choice is
-  deterministic and mostly stable as files are added. Returns (kept, dropped).
-  """
-  target = min(len(per_class.get(c, [])) for c in classes)
-  kept, dropped = {}, {}
-  for c in classes:
-    ranked = sorted(per_class.get(c, []), key=lambda it: (stable_fraction(path_of(it), "balance"), path_of(it)))
-    kept[c], dropped[c] = ranked[:target], ranked[target:]
-  return kept, dropped
 
 
 def duplicate_groups(

@@ -70,9 +70,9 @@ class Mutation:
 MUTATIONS = (
     # The planted bugs ---------------------------------------------------------------
     Mutation(
-        "balance_keeps_one_fewer", "builders/splits.py",
-        "  target = min(len(per_class.get(c, [])) for c in classes)\n",
-        "  target = max(min(len(per_class.get(c, [])) for c in classes) - 1, 0)\n",
+        "balance_keeps_one_fewer", "builders/local_plan.py",
+        "      target = min(before[s, c] for c in present)\n",
+        "      target = max(min(before[s, c] for c in present) - 1, 0)\n",
         (GOLDEN_SPLITS, *EXACT_BALANCE)),
     Mutation(
         "split_by_python_hash", "pipeline/file_splits.py",
@@ -109,9 +109,9 @@ MUTATIONS = (
         "  if False and warn and v.status == validation.KEPT:\n",
         ("tests/test_fault_corpus.py", "tests/test_builders.py -k 'extraneous or anomaly_kind'")),
     Mutation(
-        "balance_by_path_order", "builders/splits.py",
-        '    ranked = sorted(per_class.get(c, []), key=lambda it: (stable_fraction(path_of(it), "balance"), path_of(it)))\n',
-        "    ranked = sorted(per_class.get(c, []), key=path_of)\n",
+        "balance_by_path_order", "builders/local_plan.py",
+        '          fractions[i] = splits_lib.stable_fraction(v.path, "balance")\n',
+        "          fractions[i] = i  # the listing's (path) order\n",
         (GOLDEN_SPLITS, *EXACT_BALANCE)),
     Mutation(
         "duplicates_split_apart", "builders/local_plan.py",

@@ -311,18 +311,6 @@ def test_split_of_fixed_paths_matches_the_golden_table(percent):
       hashlib.sha256(b"split:Cat/0.jpg").digest()[:8], "big") / 2**64 == pytest.approx(0.571061)
 
 
-def test_balancing_keeps_the_golden_files_of_each_class():
-  per_class = {"cat": [f"cat/{i}.jpg" for i in range(6)], "dog": [f"dog/{i}.jpg" for i in range(4)],
-               "owl": [f"owl/{i}.jpg" for i in range(5)]}
-  kept, dropped = splits.balance(per_class, lambda path: path, ["cat", "dog", "owl"])
-  assert {c: sorted(v) for c, v in kept.items()} == {
-      "cat": ["cat/0.jpg", "cat/2.jpg", "cat/3.jpg", "cat/5.jpg"],
-      "dog": ["dog/0.jpg", "dog/1.jpg", "dog/2.jpg", "dog/3.jpg"],
-      "owl": ["owl/1.jpg", "owl/2.jpg", "owl/3.jpg", "owl/4.jpg"]}
-  assert {c: sorted(v) for c, v in dropped.items()} == {
-      "cat": ["cat/1.jpg", "cat/4.jpg"], "dog": [], "owl": ["owl/0.jpg"]}
-
-
 @pytest.fixture(scope="module")
 def golden_folder(tmp_path_factory):
   """Cat/0-9.jpg and Dog/0-9.jpg, 20 distinct tiny JPEGs (the golden table's names)."""
@@ -344,6 +332,29 @@ def _build_golden(root, data_dir, balance):
   with open(os.path.join(builder.data_dir, folder_builder.FILES)) as f:
     rows = [json.loads(line) for line in f]
   return builder, {s: sorted(r["path"] for r in rows if r["split"] == s) for s in splits.SPLITS}
+
+
+def test_a_balanced_build_keeps_the_golden_files_of_each_class_not_the_first_by_name(tmp_path):
+  # 6 cats, 4 dogs, 5 owls, all in train: each class keeps the 4 files of smallest salted path
+  # hash, computed independently here; cat/1, cat/4 and owl/0 go although they sort early.
+  root = tmp_path / "root"
+  rng = np.random.default_rng(5)
+  for cls, n in (("cat", 6), ("dog", 4), ("owl", 5)):
+    (root / cls).mkdir(parents=True)
+    for i in range(n):
+      (root / cls / f"{i}.jpg").write_bytes(jpeg_bytes(rng.integers(0, 256, (16, 16, 3), np.uint8)))
+  cfg = FolderConfig(name="golden_three", root=str(root), encoding="raw", image_size=8, channels=1,
+                     balance="undersample", split_percent=(100, 0, 0))
+  builder = image_folder.Builder(config=cfg, data_dir=str(tmp_path / "out"))
+  builder.download_and_prepare()
+  stored = sorted(ex["image/filename"].decode() for ex in examples(builder, "train"))
+  assert stored == ["cat/0.jpg", "cat/2.jpg", "cat/3.jpg", "cat/5.jpg",
+                    "dog/0.jpg", "dog/1.jpg", "dog/2.jpg", "dog/3.jpg",
+                    "owl/1.jpg", "owl/2.jpg", "owl/3.jpg", "owl/4.jpg"]
+  for cls in ("cat", "owl"):
+    paths = sorted(p for p in stored + ["cat/1.jpg", "cat/4.jpg", "owl/0.jpg"] if p.startswith(cls))
+    by_hash = sorted(paths, key=lambda p: hashlib.sha256(f"balance:{p}".encode()).digest()[:8])
+    assert sorted(by_hash[:4]) == [p for p in stored if p.startswith(cls)]
 
 
 def test_a_build_puts_each_file_in_its_golden_split(golden_folder, tmp_path):
