@@ -194,6 +194,8 @@ def summary(card: dict, data_dir: str) -> str:
       f"  skipped by reason: {card['skipped_by_reason'] or 'none'}",
       f"  transcoded: {card['transcoded_by_reason'] or 'none'}  repaired: {card['repaired']}  ignored: {card['ignored']}",
   ]
+  if card.get("verdicts_reused"):
+    lines.append(f"  verdicts reused from an earlier build (files unchanged): {card['verdicts_reused']}")
   for split, counts in card["counts_after_balancing"].items():
     was = card["counts_before_balancing"].get(split, {})
     lines.append(f"  {split}: {counts} (before balancing {was})")

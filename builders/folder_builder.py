@@ -95,6 +95,7 @@ class FolderBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
       self._manifest.add(row)
     before, after = plan.plan(self._manifest)
     self.info.metadata["card"] = plan.card(before, after, listing.ignored_folders)
+    self.info.metadata["card"]["verdicts_reused"] = self._reused
     self._plan = plan
     self._files = sorted_jsonl.SortedJsonl(os.path.join(self.data_dir, FILES), local_plan.files_key)
     self._changed = []  # (split, verdict, label): bytes differ from the validated ones
@@ -102,18 +103,22 @@ class FolderBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
             for split in plan.split_names()}
 
   def _validated(self, source, candidates) -> str:
-    """Writes every candidate's verdict to `verdicts.jsonl` (returns its path): validated here,
-    or reused from another config's build of the same unchanged source (`tfds build` builds
-    each config in turn). Validated in chunks: a chunk's verdicts at most are in memory."""
-    limits = self.builder_config.limits
-    key = verdict_store.key(source, candidates, limits)
-    found = verdict_store.find(os.path.dirname(os.path.dirname(self.data_path)), key)
-    if found is not None:
-      verdicts = verdict_store.read(found)
-    else:
-      verdicts = validate_files.iter_validated(source, candidates, limits)  # a chunk at a time
-    for _ in verdict_store.write(self.data_dir, key, verdicts):
+    """Writes every candidate's verdict to `verdicts.jsonl` (returns its path): reused from a
+    previous build for files whose stamp is unchanged (`verdict_store`), validated here for
+    the rest, a chunk at a time."""
+    config = self.builder_config
+    limits = config.limits
+    key = verdict_store.key(source, limits)
+    config_dir = os.path.dirname(self.data_path)
+    reuse = verdict_store.Reuse(
+        verdict_store.previous(os.path.dirname(config_dir), key, config.reuse), config.reuse_check)
+    stamped = reuse.stamped(source, candidates,
+                            lambda todo: validate_files.iter_validated(source, todo, limits))
+    for _ in verdict_store.write(self.data_dir, key, stamped):
       pass
+    tf.io.gfile.makedirs(config_dir)
+    verdict_store.keep(self.data_dir, config_dir)
+    self._reused = reuse.reused
     return verdict_store.path(self.data_dir)
 
   def _beam_split_generators(self, source, label_of_dir, label):
@@ -126,6 +131,7 @@ class FolderBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
                            getattr(source, "missing_files", list)())
     self.beam_plan = plan  # its graph_bytes: the plan pipeline's size, for benchmarks
     self.info.metadata["card"] = plan.run(*self._beam_run)
+    self.info.metadata["card"]["verdicts_reused"] = 0  # Beam builds validate every file
     after = self.info.metadata["card"]["counts_after_balancing"]
     return {split: beam_build.split_examples(plan, split)
             for split, counts in after.items() if any(counts.values())}

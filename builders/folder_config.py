@@ -12,6 +12,7 @@ from PIL import Image
 
 from petpipe.builders import quality
 from petpipe.builders import splits as splits_lib
+from petpipe.builders import verdict_store
 from petpipe.images import validation
 from petpipe.pipeline import label_files
 from petpipe.pipeline import schema
@@ -96,6 +97,10 @@ def _check_types(config) -> None:
       fail("split_percent", f"numbers keyed by {splits_lib.SPLITS}")
   elif isinstance(split, str) or not isinstance(split, (list, tuple)) or not all(_is_number(p) for p in split):
     fail("split_percent", "three numbers (train, validation, test)")
+  if config.reuse is not None and not isinstance(config.reuse, str):
+    fail("reuse", "the path of a previous build's dataset folder")
+  if config.reuse_check not in verdict_store.REUSE_CHECKS:
+    fail("reuse_check", " or ".join(repr(c) for c in verdict_store.REUSE_CHECKS))
   for name in ("follow_links", "allow_empty_classes", "near_duplicates"):
     if not isinstance(getattr(config, name), bool):
       fail(name, "true or false")
@@ -141,6 +146,11 @@ class FolderConfig(tfds.core.BuilderConfig):
       root that is one wrapper folder, such as the Kaggle zip's `PetImages/`, is one class).
     max_skipped_fraction: a build in which a larger share of the image files is unusable
       fails, naming the most common reasons (default 0.5: a wrong root, a broken copy).
+    reuse: a previous build's dataset folder whose verdicts are reused for unchanged files
+      (default: the newest build of any config of this dataset from the same source and
+      limits, the one `--overwrite` replaces included); local builds only.
+    reuse_check: "stamp" (a file is unchanged when its path, size and modification time
+      are) or "sha256" (its bytes are hashed and compared too).
   """
 
   root: Optional[str] = None
@@ -162,6 +172,8 @@ class FolderConfig(tfds.core.BuilderConfig):
   pre_split: Optional[bool] = None
   min_classes: int = quality.DEFAULT_MIN_CLASSES
   max_skipped_fraction: float = quality.DEFAULT_MAX_SKIPPED_FRACTION
+  reuse: Optional[str] = None
+  reuse_check: str = "stamp"
 
   def __new__(cls, *args, **kwargs):
     # Before the dataclass's __init__, whose TypeError ("unexpected keyword argument")

@@ -196,6 +196,9 @@ class _Wrapped:
   def signature(self, candidates) -> str:
     return self.inner.signature(candidates)
 
+  def stamps(self, candidates) -> list:
+    return self.inner.stamps(candidates)
+
   def size(self, path: str) -> int:
     return self.inner.size(path)
 

@@ -236,6 +236,12 @@ class FolderSource:
       self._hash_stats(h, chunk, stats)
     return h.hexdigest()
 
+  def stamps(self, candidates: Sequence[Candidate]) -> list[str]:
+    """Each file's "size:mtime_ns" ("" when it cannot be read): unchanged stamp, unchanged
+    file, as far as its size and modification time can tell."""
+    stats = filesystems.stats([os.path.join(self.root, *c.path.split("/")) for c in candidates])
+    return ["" if st is None else f"{st[0]}:{st[1]}" for st in stats]
+
   @staticmethod
   def _hash_stats(h, candidates, stats) -> None:
     for c, st in zip(candidates, stats):
@@ -384,6 +390,17 @@ class ZipSource:
   def signature(self, candidates: Sequence[Candidate]) -> str:
     size, mtime_ns = filesystems.stat(self.zip_path)
     return f"{size}:{mtime_ns}"
+
+  def stamps(self, candidates: Sequence[Candidate]) -> list[str]:
+    """Each member's "crc32:size" from the central directory ("" for a refused name): a
+    member changes its stamp when its bytes change, whatever happened to the zip."""
+    members = self._members().clean
+    out = []
+    for c in candidates:
+      name = members.get(c.path)
+      info = self._zip().getinfo(name) if name is not None else None
+      out.append("" if info is None else f"{info.CRC:08x}:{info.file_size}")
+    return out
 
   def _info(self, path: str) -> zipfile.ZipInfo:
     return self._zip().getinfo(self._members().clean[path])
