@@ -41,14 +41,18 @@ from petpipe.benchmarks import goals as goals_lib
 
 _MODULE = "petpipe.benchmarks.build_speed"
 
-BUILDS = ("floor", "tfds_recipe", "validate_1", "validate_2", "original", "gray100")
+BUILDS = ("floor", "tfds_recipe", "validate_1", "validate_2", "original", "gray100",
+          "rebuild_original")
 # (build, reference, at least this ratio of files/s), both from one run.
 GOALS = (
     ("validate_2", "validate_1", 1.8),
     ("original", "floor", 0.7),
     ("original", "tfds_recipe", 3.0),
     ("gray100", "floor", 0.5),
+    # a rebuild after 1% of files were added and 1% changed: <= 0.25x the full build's time
+    ("rebuild_original", "original", 4.0),
 )
+CHANGED_SHARE = 0.01
 # Per-file Python time of validation, at most (microseconds).
 PYTHON_US_GOAL = 50
 
@@ -116,6 +120,44 @@ def validate_only(folder: str, workers: int) -> dict:
           "python_us_per_file": stats.python_us_per_file}
 
 
+def rebuild(manual: str, out: str) -> dict:
+  """`original` built (untimed) from a copy of the folder, then 1% of files added and 1%
+  changed, then the rebuild (`--overwrite`, as a user reruns it) timed."""
+  import numpy as np
+  from PIL import Image
+  import tensorflow_datasets as tfds
+
+  from petpipe.builders.pet_images import pet_images_dataset_builder
+
+  copy = os.path.join(out, "manual")
+  shutil.copytree(manual, copy, copy_function=os.link)  # hard links: written files are new
+  folder, data = os.path.join(copy, "PetImages"), os.path.join(out, "data")
+  pet_images_dataset_builder.Builder(config="original", data_dir=data).download_and_prepare(
+      download_config=tfds.download.DownloadConfig(manual_dir=copy))
+  names = sorted(os.path.join(c, n) for c in ("Cat", "Dog") for n in os.listdir(os.path.join(folder, c)))
+  count = max(1, round(len(names) * CHANGED_SHARE))
+  rng = np.random.default_rng(0)
+
+  def picture(path):
+    if os.path.exists(path):
+      os.unlink(path)  # a hard link to the sample: leave the sample as it is
+    Image.fromarray(rng.integers(0, 256, (300, 400, 3), np.uint8)).save(path, quality=90)
+
+  for name in names[::len(names) // count][:count]:
+    picture(os.path.join(folder, name))
+  for i in range(count):
+    picture(os.path.join(folder, ("Cat", "Dog")[i % 2], f"added_{i}.jpg"))
+  builder = pet_images_dataset_builder.Builder(config="original", data_dir=data)
+  config = tfds.download.DownloadConfig(
+      manual_dir=copy, download_mode=tfds.download.GenerateMode.FORCE_REDOWNLOAD)
+  start = time.perf_counter()
+  builder.download_and_prepare(download_config=config)
+  seconds = time.perf_counter() - start
+  return {"seconds": seconds, "examples_written": builder.info.splits.total_num_examples,
+          "added": count, "changed": count,
+          "verdicts_reused": builder.info.metadata["card"]["verdicts_reused"]}
+
+
 def run_build(name: str, manual: str, out: str, leave_out: Sequence[str]) -> dict:
   """Builds `name` from the PetImages folder in `manual` into `out`: seconds, examples."""
   import tensorflow as tf  # noqa: F401  (imported before the clock starts)
@@ -130,6 +172,8 @@ def run_build(name: str, manual: str, out: str, leave_out: Sequence[str]) -> dic
             "decoded": examples}
   if name.startswith("validate_"):
     return validate_only(folder, int(name.split("_")[1]))
+  if name == "rebuild_original":
+    return rebuild(manual, out)
   if name == "tfds_recipe":
     recipe = _recipe_class()
     recipe.FOLDER, recipe.LEAVE_OUT = folder, frozenset(leave_out)
@@ -259,6 +303,9 @@ def run(images: int = 5000, min_size: int = 250, max_size: int = 500,
       ratio = f"{r['files_per_s'] / floor:.2f}" if floor else "-"
       python_us = (f"  (Python {r['python_us_per_file']:.0f} us a file)"
                    if "python_us_per_file" in r else "")
+      if "verdicts_reused" in r:
+        python_us = (f"  ({r['added']} added, {r['changed']} changed, "
+                     f"{r['verdicts_reused']} verdicts reused)")
       log(f"{name:<14}{r['files']:>7}{r['seconds']:>9.2f}{r['files_per_s']:>10.0f}"
           f"{ratio:>9}{r['examples_written']:>10}{python_us}")
     log("\ngoals (every ratio from this run)")
