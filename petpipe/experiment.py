@@ -51,6 +51,7 @@ import keras
 import tensorflow as tf
 
 from petpipe import models
+from petpipe import suspects as suspects_lib
 from petpipe.models import accelerator
 from petpipe.models import determinism
 from petpipe.models import head
@@ -87,6 +88,7 @@ OUTPUTS = {
     "curves": "curves.png",
     "samples": "samples.png",
     "confusion": "confusion.png",
+    "suspects": "suspects.csv",
     "tensorboard": "tensorboard",
     "backup": "backup",
 }
@@ -164,6 +166,8 @@ class RunConfig:
       trains every epoch.
     lr_schedule: "constant", "cosine" (per-epoch cosine decay to 0 over `epochs`) or
       "plateau" (halved after 2 epochs without a lower validation loss).
+    suspects: write `suspects.csv`, the training and validation files on which the
+      reported model's loss is highest, this many (record files only; 0: none).
   """
 
   shards: Optional[str] = None
@@ -195,6 +199,7 @@ class RunConfig:
   lr_schedule: str = "constant"
   stall_timeout: float = watchdog.DEFAULT_TIMEOUT
   worker_timeout: float = service.WORKER_TIMEOUT_SECONDS
+  suspects: int = suspects_lib.DEFAULT_TOP
 
   def source(self) -> training_data.DataSource:
     return training_data.DataSource(
@@ -413,7 +418,9 @@ def _train(config: RunConfig, where: strategy.Placement,
 
   validation = data.evaluation.get("validation")
   monitor = "val_loss" if validation is not None else "loss"
-  outputs = {k: v for k, v in OUTPUTS.items() if k != "best" or config.best_checkpoint}
+  writes_suspects = bool(config.suspects) and data.named is not None and not where.multi_worker
+  outputs = {k: v for k, v in OUTPUTS.items()
+             if (k != "best" or config.best_checkpoint) and (k != "suspects" or writes_suspects)}
 
   def write_metrics(history, final=None, finished=None):
     best = reports.best_epoch(history, monitor) if config.best_checkpoint else None
@@ -456,6 +463,10 @@ def _train(config: RunConfig, where: strategy.Placement,
         reported, data.evaluation, data.counts, data.class_names, history,
         {k: v for k, v in paths.items() if k != "tensorboard" or _has_tensorboard()},
         where.multi_worker, best=best, model_name=model_name)
+    if writes_suspects:
+      suspects_lib.write(suspects_lib.find(reported, data.named, data.class_names,
+                                           [s for s in suspects_lib.SPLITS if s in data.counts],
+                                           config.suspects), paths["suspects"])
   # What a completed run leaves: metrics.json records it (and what a run with more epochs
   # continues from), then the duplicate best checkpoint and the backup go.
   # A re-run that trained nothing saved nothing: its state is the one it started from.
@@ -523,7 +534,7 @@ def _comparable(config: RunConfig, replicas: int = 1) -> dict:
   their number too, since it sets the global batch."""
   settings = dataclasses.asdict(config)
   for free in ("epochs", "out", "data_service", "save_every", "best_checkpoint",
-               "stall_timeout", "worker_timeout", "seed"):
+               "stall_timeout", "worker_timeout", "seed", "suspects"):
     settings.pop(free)
   if replicas != 1:
     settings["replicas"] = replicas

@@ -69,6 +69,57 @@ def show(dataset_dir: str, out_dir: str = ".", split: str = "train", n: int = 16
   return grid, card_path
 
 
+def show_suspects(run_dir: str, out_dir: str = ".", n: int = 16, columns: int = 4) -> str:
+  """Writes `suspects.png` into `out_dir`: the first `n` files of a run's `suspects.csv`, each
+  with its given and predicted label, and returns its path. The pictures come from the
+  records the run trained on (named in its metrics.json).
+
+  Raises:
+    FileNotFoundError: the run folder has no suspects.csv or metrics.json.
+    ValueError: `n` is not positive, or the list is empty.
+  """
+  import dataclasses
+  import json
+
+  from petpipe import experiment
+  from petpipe import suspects as suspects_lib
+  from petpipe.pipeline import training_data
+
+  if n <= 0:
+    raise ValueError(f"n must be a positive int. Received: n={n!r}")
+  rows = suspects_lib.read(os.path.join(run_dir, suspects_lib.FILE))[:n]
+  if not rows:
+    raise ValueError(f"{os.path.join(run_dir, suspects_lib.FILE)} lists no files.")
+  metrics_path = os.path.join(run_dir, experiment.OUTPUTS["metrics"])
+  if not tf.io.gfile.exists(metrics_path):
+    raise FileNotFoundError(f"{run_dir} is not a run folder (no metrics.json).")
+  with tf.io.gfile.GFile(metrics_path) as f:
+    used = json.load(f)["config"]
+  fields = {f.name for f in dataclasses.fields(experiment.RunConfig)}
+  config = experiment.RunConfig(**{k: v for k, v in used.items() if k in fields})
+  data = training_data.load(config.source(), image_size=config.image_size,
+                            channels=config.channels)
+  wanted = {(r["split"], r["file_name"]): i for i, r in enumerate(rows)}
+  images = [None] * len(rows)
+  for split in sorted({r["split"] for r in rows}):
+    for batch, _, names in data.named(split):
+      for image, name in zip(batch.numpy(), names.numpy()):
+        i = wanted.get((split, name.decode("utf-8", "backslashreplace")))
+        if i is not None:
+          images[i] = image
+  missing = [rows[i]["file_name"] for i, image in enumerate(images) if image is None]
+  if missing:
+    raise ValueError(f"{len(missing)} suspect file(s) are not in the run's records any more, "
+                     f"e.g. {missing[0]}: the data changed since the run")
+  titles = [f"{r['given_label']} -> {r['predicted_label']} {r['probability']:.0%}\n"
+            f"{_shorten(r['file_name'])}" for r in rows]
+  tf.io.gfile.makedirs(out_dir)
+  path = os.path.join(out_dir, "suspects.png")
+  plots.image_grid(images, titles, path, columns=columns,
+                   title=f"{len(rows)} files of highest loss: given -> predicted label")
+  return path
+
+
 def card_title(dataset: str, card: dict) -> str:
   """The card picture's title: the files found and their status counts in words, largest
   first, e.g. `pet_images/gray100: 5,028 files found: 4,990 kept, 20 skipped, 18 ignored`."""

@@ -42,6 +42,8 @@ class PipelineConfig:
     drop_remainder: drop the last partial batch so that every batch has `batch_size`.
     skip_batches: batches left out at the start (resuming in the middle of an epoch): their
       serialized records are read and dropped before any parsing or decoding.
+    file_names: also deliver each example's file name (its path in the source, the
+      records' `image/filename`): batches of `(images, labels, file_names)`.
   """
 
   image_size: Union[int, Tuple[int, int]] = transform.DEFAULT_IMAGE_SIZE
@@ -58,6 +60,7 @@ class PipelineConfig:
   repeat: bool = False
   drop_remainder: bool = False
   skip_batches: int = 0
+  file_names: bool = False
 
   def __post_init__(self):
     size = self.image_size

@@ -9,6 +9,7 @@ decided here only.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import os
 from typing import Callable, Optional, Sequence, Union
@@ -121,10 +122,11 @@ def make_dataset(
     # Encoded images differ in size: parsed in batches, decoded one by one in parallel, re-batched.
     # Each image takes the one transform prediction also applies (JPEG scale chosen per image).
     preprocessing = transform.Preprocessing(config.image_size, config.channels)
-    ds = ds.map(plain(_parse_batch), num_parallel_calls=AUTOTUNE, deterministic=deterministic)
+    ds = ds.map(plain(functools.partial(_parse_batch, file_names=config.file_names)),
+                num_parallel_calls=AUTOTUNE, deterministic=deterministic)
     ds = ds.unbatch().map(
-        plain(lambda image, label: (transform.transform_encoded(
-            image, preprocessing, storage.encoding, storage.channels), label)),
+        plain(lambda image, *rest: (transform.transform_encoded(
+            image, preprocessing, storage.encoding, storage.channels), *rest)),
         num_parallel_calls=AUTOTUNE,
         deterministic=deterministic,
     ).batch(config.batch_size, drop_remainder=config.drop_remainder)
@@ -133,7 +135,11 @@ def make_dataset(
   def finish(batch, seed):
     # Raw records need no decode, only a reshape of the whole batch (a resize only if sizes
     # differ); with no per-image work, calls per batch are the cost, so all is one call.
-    images, labels = _raw_batch(*_parse_batch(batch), storage, config) if storage.is_raw else batch
+    if storage.is_raw:
+      images, labels, *names = _parse_batch(batch, config.file_names)
+      images, labels = _raw_batch(images, labels, storage, config)
+    else:
+      images, labels, *names = batch
     # Augment (training only) decoded batches, with per-batch seeds drawn from `config.seed`.
     if augment:
       images = ops.augment(images, seed)
@@ -142,7 +148,7 @@ def make_dataset(
     images = tf.ensure_shape(images, [None, *config.image_size, config.channels])
     # Normalise and encode labels last, so that "none" ships uint8 to the accelerator.
     return (ops.normalize(images, config.normalize),
-            ops.encode_labels(labels, config.label_mode, num_classes))
+            ops.encode_labels(labels, config.label_mode, num_classes), *names)
 
   # Per-batch augmentation seeds, skipped along with the batches so a resumed epoch matches.
   seeds = (tf.data.Dataset.random(seed=config.seed).batch(2, drop_remainder=True)
@@ -327,10 +333,12 @@ def _read_slice(path: tf.Tensor, skip: tf.Tensor, take: tf.Tensor) -> tf.data.Da
   return tf.data.TFRecordDataset(path).skip(skip).take(take)
 
 
-def _parse_batch(serialized: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+def _parse_batch(serialized: tf.Tensor, file_names: bool = False) -> tuple:
+  """(images, labels), and the file names with `file_names`."""
+  keys = (schema.IMAGE, schema.LABEL, schema.FILENAME)[:3 if file_names else 2]
   spec = schema.parse_spec()
-  parsed = tf.io.parse_example(serialized, {k: spec[k] for k in (schema.IMAGE, schema.LABEL)})
-  return parsed[schema.IMAGE], parsed[schema.LABEL]
+  parsed = tf.io.parse_example(serialized, {k: spec[k] for k in keys})
+  return tuple(parsed[k] for k in keys)
 
 
 def _raw_batch(

@@ -123,6 +123,8 @@ class TrainingData:
     files_digest: a hash of which files each split reads (record files: names and sizes;
       a folder: the images' paths in each split).
     record_files: split -> the record files it reads (none for a folder).
+    named: split -> evaluation batches of `(images, labels, file_names)`, file names from
+      the records (None for a folder).
     fingerprint: what identifies the data (class names, counts per split and class, the
       files digest), for checking that a resumed run reads the same data.
   """
@@ -137,6 +139,7 @@ class TrainingData:
 
   files_digest: str = ""
   record_files: dict = dataclasses.field(default_factory=dict)
+  named: Optional[Callable[[str], tf.data.Dataset]] = None
 
   @property
   def fingerprint(self) -> dict:
@@ -269,6 +272,9 @@ def _record_data(files_by_split: dict, feats, shape, seed: int, deterministic: b
       files_digest=_digest({split: [(os.path.basename(f), tf.io.gfile.stat(f).length)
                                     for f in files] for split, files in files_by_split.items()}),
       record_files=dict(files_by_split),
+      named=lambda split: from_shards(
+          record_counts(files_by_split[split]), dataclasses.replace(base, file_names=True),
+          training=False),
   )
 
 

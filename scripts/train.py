@@ -108,6 +108,10 @@ class _Size(click.ParamType):
               type=click.FloatRange(min=0, min_open=True),
               help="With --data-service: end an epoch when no batch came for this long (a lost "
               "worker; its files' examples are missed that epoch).")
+@click.option("--suspects", default=100, show_default=True, type=click.IntRange(min=0),
+              metavar="N", help="Write suspects.csv: the N training and validation files on "
+              "which the reported model's loss is highest (likely mislabelled); 0: none. "
+              "Record files only (not --folder).")
 def main(**options):
   """Trains a model and writes it with its metrics and pictures to --out.
 

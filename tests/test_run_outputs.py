@@ -117,7 +117,8 @@ def test_a_completed_run_whose_best_epoch_is_the_last_keeps_one_model_and_no_bac
   metrics = _metrics(out)
   assert metrics["best"]["epoch"] == 1 and metrics["best"]["file"] == "model.keras"
   assert _files(out) == {"model.keras", "history.csv", "classes.json", "metrics.json",
-                         "curves.png", "samples.png", "confusion.png", "tensorboard"}
+                         "curves.png", "samples.png", "confusion.png", "suspects.csv",
+                         "tensorboard"}
   assert set(metrics["outputs"].values()) == _files(out)
   assert "The best epoch is the last, epoch 1" in output
   assert "model.keras holds it (no separate model.best.keras)" in output
@@ -133,7 +134,7 @@ def test_a_best_epoch_before_the_last_is_kept_as_a_second_model(shards, tmp_path
   assert json.loads(json.dumps(metrics)) == _metrics(out)
   assert metrics["best"]["epoch"] == 1 and metrics["best"]["file"] == "model.best.keras"
   assert _files(out) == {"model.keras", "model.best.keras", "history.csv", "classes.json",
-                         "metrics.json", "curves.png", "samples.png", "confusion.png",
+                         "metrics.json", "curves.png", "samples.png", "confusion.png", "suspects.csv",
                          "tensorboard"}
   assert set(metrics["outputs"].values()) == _files(out)
   final, best = _weights(out / "model.keras"), _weights(out / "model.best.keras")
