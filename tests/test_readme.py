@@ -1,4 +1,5 @@
-"""The README's Python example runs as printed and leaves its resumable state."""
+"""The training page's Python example (docs/training.md) runs as printed and leaves its
+resumable state."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _python_example(section: str) -> str:
-  text = open(os.path.join(REPO, "README.md"), encoding="utf-8").read()
+  text = open(os.path.join(REPO, "docs", "training.md"), encoding="utf-8").read()
   body = text.split(f"## {section}\n", 1)[1]
   return re.search(r"```python\n(.*?)```", body, re.S).group(1)
 

@@ -93,3 +93,16 @@ def test_show_writes_its_pictures_to_a_ram_folder(folder, tmp_path):
     assert path.startswith(out)
     with tf.io.gfile.GFile(path, "rb") as f, Image.open(io.BytesIO(f.read())) as picture:
       assert picture.format == "PNG"
+
+
+def test_tfds_show_examples_refuses_a_raw_config_which_petpipe_show_draws(folder, tmp_path):
+  # docs/reading.md: TFDS's limit, and what to use instead.
+  import matplotlib
+
+  matplotlib.use("Agg")
+  data_dir = _build(folder, tmp_path / "data", "raw")
+  builder = tfds.builder_from_directory(data_dir)
+  with pytest.raises(ValueError, match="Visualisation not supported"):
+    tfds.show_examples(builder.as_dataset(split="train"), builder.info)
+  grid, _ = show.show(data_dir, str(tmp_path / "pictures"))
+  assert os.path.getsize(grid) > 0
