@@ -352,7 +352,9 @@ def read_card(data_dir: str, names, config, source) -> dict:
                                   bool(getattr(config, "near_duplicates", False)),
                                   bool(getattr(source, "split_folders", None)))
   ignored = sorted(pieces["ignored_folders"])
-  return card_lib.build_card(pieces["tally"], before, after, ignored, dup, config, source)
+  card = card_lib.build_card(pieces["tally"], before, after, ignored, dup, config, source)
+  card["verdicts_reused"] = 0  # Beam builds validate every file
+  return card
 
 
 def _write_sorted(rows, name: str, data_dir: str, file_name: str, key: Callable,
