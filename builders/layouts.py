@@ -202,6 +202,10 @@ class _Wrapped:
   def size(self, path: str) -> int:
     return self.inner.size(path)
 
+  def local_path(self, path: str):
+    local = getattr(self.inner, "local_path", None)
+    return local(path) if local is not None else None
+
   def open(self, path: str):
     return self.inner.open(path)
 

@@ -10,12 +10,14 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import time
 from typing import BinaryIO, Iterator, Optional
 
 import tensorflow as tf
 
 from petpipe.images import errors
 from petpipe.images import filesystems
+from petpipe.images import gil_clock
 
 # The one list of image file extensions (compared in lower case): the formats the project
 # decodes. Other files are listed as ignored, never decoded.
@@ -144,6 +146,14 @@ def _walk_local(path: str, key: tuple, follow_links: bool, seen: dict, ancestors
 
 
 _READ_CHUNK = 1 << 20
+
+
+def sha256_hex(data: bytes) -> str:
+  """sha256 of bytes in memory (hashlib releases the GIL while it hashes a large buffer)."""
+  start = time.thread_time()
+  digest = hashlib.sha256(data).hexdigest()
+  gil_clock.add_released(time.thread_time() - start)
+  return digest
 
 
 def stream_sha256(f: BinaryIO) -> tuple[str, int]:

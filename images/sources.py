@@ -162,7 +162,8 @@ class FolderSource:
     self.follow_links = follow_links
     # Resolved once: each realpath costs an lstat per path part, and every read checks it.
     self._real_root = os.path.realpath(self.root)
-    self._real_dirs = {}  # folder -> its real path: one realpath a folder, not a file
+    self._real_root_prefix = os.path.join(self._real_root, "")
+    self._real_dirs = {}  # folder -> whether it is inside the root: one realpath a folder
 
   def __repr__(self) -> str:
     return f"FolderSource({self.root!r})"
@@ -255,15 +256,24 @@ class FolderSource:
     if not filesystems.is_local(full):
       return full  # no symlinks there; paths come from the listing
     folder, name = os.path.split(full)
-    real_folder = self._real_dirs.get(folder)
-    if real_folder is None:
+    folder_inside = self._real_dirs.get(folder)
+    if folder_inside is None:
       if len(self._real_dirs) >= _REAL_DIRS_KEPT:
         self._real_dirs.clear()
-      real_folder = self._real_dirs[folder] = os.path.realpath(folder)
-    real = os.path.realpath(full) if os.path.islink(full) else os.path.join(real_folder, name)
-    if os.path.commonpath([real, self._real_root]) != self._real_root:
+      folder_inside = self._real_dirs[folder] = self._inside(os.path.realpath(folder))
+    # A file that is no symlink is inside its folder: one lstat, no path arithmetic.
+    inside = self._inside(os.path.realpath(full)) if os.path.islink(full) else folder_inside
+    if not inside:
       raise PermissionError(f"symlink points outside the root: {path}")
     return full
+
+  def _inside(self, real: str) -> bool:
+    return real == self._real_root or real.startswith(self._real_root_prefix)
+
+  def local_path(self, path: str) -> Optional[str]:
+    """The file's path on this machine (checked as `open` checks it), or None if remote."""
+    full = self._full(path)
+    return full if filesystems.is_local(full) else None
 
   def size(self, path: str) -> int:
     return filesystems.stat(self._full(path))[0]

@@ -1,13 +1,14 @@
-"""Validating many files: every core decodes, and each libjpeg warning finds its file.
+"""Validating many files: every core reads, hashes and decodes, and each libjpeg warning
+finds its file.
 
-Per-file Python work holds the GIL, so threads that each validate a file stay near one
-core's worth of files however many cores there are. Here the work is split by what holds
-the GIL: one thread reads, hashes and reads the header of a chunk of files
-(`validation.prepare`, Python, ~50 us a file), while TensorFlow decodes the previous chunk's
-files in one tf.data map on `workers` threads (`validation.decode_check`, C++, off the GIL),
-and the rest of each verdict is Python again (`validation.after_decode`). A file whose
-decode fails in the map is decoded again alone, for its reason. The verdicts are those of
-`validation.check`, file by file.
+Per-file Python work holds the GIL, so threads that each run a whole file's check stay near
+one core's worth of files however many cores there are. Here each step runs where it
+scales: `workers` threads read, hash and parse the headers of a chunk of files
+(`validation.prepare`: the reads and the sha256 release the GIL, the header is ~10 us of
+Python), while TensorFlow decodes the previous chunk's files in one tf.data map per decoder
+on `workers` threads (`validation.decode_check`, C++, off the GIL); the rest of each verdict
+is Python again (`validation.after_decode`). A file whose decode fails in the map is decoded
+again alone, for its reason. The verdicts are those of `validation.check`, file by file.
 
 libjpeg prints its warnings to file descriptor 2: it is captured per chunk (`quiet`), and a
 chunk that warned has its clean JPEGs decoded again one at a time to find which one did.
@@ -20,6 +21,7 @@ import contextlib
 import dataclasses
 import functools
 import os
+import threading
 import time
 from typing import Iterator, Optional, Sequence
 
@@ -27,14 +29,17 @@ import tensorflow as tf
 from tqdm import auto as tqdm
 
 from petpipe.images import decode
+from petpipe.images import gil_clock
 from petpipe.images import quiet
 from petpipe.images import sources as sources_lib
 from petpipe.images import validation
 
-# A chunk's files and bytes at most: two chunks are in memory at once.
+# A chunk's files and bytes at most (a chunk may pass the bytes by `workers` files): two
+# chunks are in memory at once. Each chunk costs ~6 ms of tf.data set-up, and a chunk in
+# which libjpeg warned has its clean JPEGs decoded again one at a time.
 CHUNK_FILES = 256
 CHUNK_BYTES = 32 << 20
-# The decoders the map runs, by code (PILLOW files are read by Pillow, in Python).
+# The decoders the map runs (PILLOW files are read by Pillow, in Python).
 _GRAPH_DECODERS = (decode.JPEG, decode.IMAGE, decode.WEBP)
 
 
@@ -44,14 +49,20 @@ class Stats:
 
   Attributes:
     files: files validated.
-    python_seconds: seconds of per-file Python (reading, hashing, headers, verdicts): what
-      holds the GIL, so what bounds files/s however many cores decode.
+    python_seconds: CPU seconds of per-file Python that holds the GIL (listing a file's
+      verdict, parsing headers, handing chunks to TensorFlow; not the reads and hashing,
+      which release it): what bounds files/s however many cores decode.
     seconds: wall seconds in all.
   """
 
   files: int = 0
   python_seconds: float = 0.0
   seconds: float = 0.0
+  _lock: threading.Lock = dataclasses.field(default_factory=threading.Lock, repr=False)
+
+  def add_python(self, seconds: float) -> None:
+    with self._lock:
+      self.python_seconds += seconds
 
   @property
   def python_us_per_file(self) -> float:
@@ -66,7 +77,7 @@ def validate(
     progress: bool = True,
     stats: Optional[Stats] = None,
 ) -> list[validation.Verdict]:
-  """Every candidate's verdict, in order, decoded on `workers` threads (default: one a core)."""
+  """Every candidate's verdict, in order, on `workers` threads (default: one a core)."""
   return list(iter_validated(source, candidates, limits, workers, progress, stats))
 
 
@@ -82,14 +93,16 @@ def iter_validated(
   workers = workers or os.cpu_count() or 1
   stats = stats if stats is not None else Stats()
   start = time.perf_counter()
-  remaining = iter(candidates)
+  remaining = _Shared(iter(candidates))
   bar_out = os.fdopen(os.dup(2), "w")  # the bar must not land in the capture
-  with contextlib.closing(bar_out), concurrent.futures.ThreadPoolExecutor(1) as reader, \
+  with contextlib.closing(bar_out), concurrent.futures.ThreadPoolExecutor(1) as ahead_pool, \
+      concurrent.futures.ThreadPoolExecutor(workers) as readers, \
       tqdm.tqdm(total=len(candidates), desc="Validating images", unit=" files", file=bar_out,
                 disable=not progress) as bar:
-    ahead = reader.submit(_prepare_chunk, source, remaining, limits, stats)
+    prepare = functools.partial(_prepare_chunk, source, remaining, limits, readers, workers, stats)
+    ahead = ahead_pool.submit(prepare)
     while chunk := ahead.result():
-      ahead = reader.submit(_prepare_chunk, source, remaining, limits, stats)  # while decoding
+      ahead = ahead_pool.submit(prepare)  # read while this chunk decodes
       verdicts = _decide_chunk(chunk, limits, workers, stats)
       bar.update(len(verdicts))
       yield from verdicts
@@ -97,78 +110,130 @@ def iter_validated(
   stats.seconds += time.perf_counter() - start
 
 
-def _prepare_chunk(source, remaining: Iterator, limits, stats: Stats) -> list:
-  """The next chunk's prepared candidates (verdicts, or pending decodes), bounded in files
-  and bytes; [] when none are left."""
-  chunk, size = [], 0
-  start = time.perf_counter()
-  for cand in remaining:
-    found = validation.prepare(source, cand, limits)
-    chunk.append(found)
-    size += len(found.data) if isinstance(found, validation.Pending) else 0
-    if len(chunk) >= CHUNK_FILES or size >= CHUNK_BYTES:
-      break
-  stats.python_seconds += time.perf_counter() - start
-  return chunk
+class _Shared:
+  """The candidates, numbered, handed out to reader threads one at a time."""
+
+  def __init__(self, candidates: Iterator):
+    self._items = enumerate(candidates)
+    self.lock = threading.Lock()
+
+  def take(self):
+    """The next (ordinal, candidate), or None at the end; call under `lock`."""
+    return next(self._items, None)
+
+
+def _prepare_chunk(source, remaining: _Shared, limits, readers, workers: int,
+                   stats: Stats) -> list:
+  """The next chunk's prepared candidates (verdicts, or pending decodes) in order, read on
+  `workers` threads and bounded in files and bytes; [] when none are left."""
+  found: dict = {}
+  size = [0]
+
+  def read():
+    python = 0.0
+    while True:
+      with remaining.lock:
+        if len(found) >= CHUNK_FILES or size[0] >= CHUNK_BYTES:
+          break
+        item = remaining.take()
+        if item is None:
+          break
+        found[item[0]] = None  # claimed: counts towards the chunk
+      start, released = time.thread_time(), gil_clock.released_seconds()
+      prepared = validation.prepare(source, item[1], limits)
+      python += (time.thread_time() - start) - (gil_clock.released_seconds() - released)
+      with remaining.lock:
+        found[item[0]] = prepared
+        size[0] += len(prepared.data) if isinstance(prepared, validation.Pending) else 0
+    stats.add_python(python)
+
+  for future in [readers.submit(read) for _ in range(workers)]:
+    future.result()
+  return [found[i] for i in sorted(found)]
 
 
 def _decide_chunk(chunk: list, limits, workers: int, stats: Stats) -> list:
-  """Verdicts of a prepared chunk: its pending files decoded in one parallel map."""
+  """Verdicts of a prepared chunk: its pending files decoded in one parallel map a decoder."""
+  start, released = time.thread_time(), gil_clock.released_seconds()
   pending = [(i, p) for i, p in enumerate(chunk)
              if isinstance(p, validation.Pending) and p.decoder in _GRAPH_DECODERS]
+  verdicts = list(chunk)
   with quiet.decoding() as captured:
-    decoded = _decode_in_parallel([p for _, p in pending], workers, limits.near_duplicates)
-    start = time.perf_counter()
-    verdicts = list(chunk)
-    for k, (i, p) in enumerate(pending):
-      if k in decoded:
-        verdicts[i] = validation.after_decode(p, limits, decoded[k])
-      else:
-        verdicts[i] = validation.decided(p, limits)  # alone again: its decode's own error
+    for decoder in _GRAPH_DECODERS:
+      group = [(i, p) for i, p in pending if p.decoder == decoder]
+      decoded = _decode_in_parallel([p.data for _, p in group], decoder, workers,
+                                    limits.near_duplicates)
+      for k, (i, p) in enumerate(group):
+        if k in decoded:
+          verdicts[i] = validation.after_decode(p, limits, decoded[k])
+        else:
+          verdicts[i] = validation.decided(p, limits)  # alone again: its decode's own error
     for i, p in enumerate(chunk):
       if isinstance(p, validation.Pending) and p.decoder not in _GRAPH_DECODERS:
         verdicts[i] = validation.decided(p, limits)  # Pillow's
-    stats.python_seconds += time.perf_counter() - start
   warned, _ = quiet.split_warnings(captured.text)
   if warned:
     verdicts = [_rechecked(v, p) if isinstance(p, validation.Pending) else v
                 for v, p in zip(verdicts, chunk)]
+  # This thread's CPU: Python, and handing the chunk to TensorFlow (the decodes run on
+  # TensorFlow's threads, not this one's).
+  stats.add_python(time.thread_time() - start - (gil_clock.released_seconds() - released))
   return verdicts
 
 
-def _decode_in_parallel(pending: list, workers: int, keep_images: bool) -> dict:
-  """{index into `pending`: its decoded image (None unless `keep_images`)} of the files
-  TensorFlow decodes; the others failed."""
-  if not pending:
+def _decode_in_parallel(data: list, decoder: str, workers: int, keep_images: bool) -> dict:
+  """{index into `data`: its decoded image (None unless `keep_images`)} of the files
+  TensorFlow decodes with `decoder`; the others failed."""
+  if not data:
     return {}
-  codes = [_GRAPH_DECODERS.index(p.decoder) for p in pending]
-  ds = tf.data.Dataset.from_tensor_slices(
-      (tf.range(len(pending)), tf.constant([p.data for p in pending]), tf.constant(codes)))
-  ds = ds.map(_graph_check(keep_images), num_parallel_calls=workers, deterministic=False)
+  if not keep_images:
+    decoded = _decoded_indices(decoder, workers)(tf.constant(data))
+    return dict.fromkeys(decoded.numpy().tolist())
+  ds = _decoding(tf.constant(data), decoder, workers, keep_images=True)
+  return {int(index): image.numpy() for index, image in ds}
+
+
+def _decoding(data: tf.Tensor, decoder: str, workers: int, keep_images: bool) -> tf.data.Dataset:
+  """(index, and with `keep_images` the image) of each of `data` that decodes, any order."""
+  ds = tf.data.Dataset.from_tensor_slices((tf.range(tf.size(data)), data))
+  ds = ds.map(_graph_check(decoder, keep_images), num_parallel_calls=workers,
+              deterministic=False)
   ds = ds.ignore_errors()  # a failing file drops out: decoded again alone for its reason
   options = tf.data.Options()
   options.threading.private_threadpool_size = workers
   options.threading.max_intra_op_parallelism = 1
-  ds = ds.with_options(options)
-  if keep_images:
-    return {int(index): image.numpy() for index, image in ds}
-  return {int(index): None for batch in ds.batch(len(pending)) for index in batch.numpy()}
+  # Rewriting this small pipeline's graph cost more than it saves (~8 ms each chunk).
+  options.experimental_optimization.apply_default_optimizations = False
+  return ds.with_options(options)
 
 
-@functools.lru_cache(maxsize=2)
-def _graph_check(keep_images: bool):
-  """(index, bytes, decoder code) -> index (and the decoded image): traced once."""
-  signature = [tf.TensorSpec([], tf.int32), tf.TensorSpec([], tf.string),
-               tf.TensorSpec([], tf.int32)]
+@functools.lru_cache(maxsize=None)
+def _decoded_indices(decoder: str, workers: int):
+  """bytes [n] -> int32 indices of those that decode: the whole tf.data pipeline in one
+  function traced once, where a dataset built for each chunk cost ~20 ms of tracing."""
+
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string)], autograph=False)
+  def decoded_indices(data):
+    ds = _decoding(data, decoder, workers, keep_images=False).batch(CHUNK_FILES)
+    return ds.reduce(tf.zeros([0], tf.int32),
+                     lambda found, batch: tf.concat([found, batch[:, 0]], 0))
+
+  return decoded_indices
+
+
+@functools.lru_cache(maxsize=None)
+def _graph_check(decoder: str, keep_images: bool):
+  """(index, bytes) -> index (and the decoded image), for one decoder: traced once."""
+  signature = [tf.TensorSpec([], tf.int32), tf.TensorSpec([], tf.string)]
 
   @tf.function(input_signature=signature, autograph=False)
-  def check(index, data, code):
-    branches = [functools.partial(validation.decode_check, data, d) for d in _GRAPH_DECODERS]
-    image = tf.switch_case(code, branches)
-    # The index must depend on the decode: an unused decode is pruned from the graph.
-    with tf.control_dependencies([image]):
-      index = tf.identity(index)
-    return (index, image) if keep_images else index
+  def check(index, data):
+    image = validation.decode_check(data, decoder)
+    if keep_images:
+      return index, image
+    # The decode's own height beside the index: a decode whose output nothing uses is
+    # pruned from the graph (a control dependency alone does not stop it).
+    return tf.stack([index, tf.shape(image, out_type=tf.int32)[0]])
 
   return check
 
@@ -178,7 +243,9 @@ def _rechecked(v: validation.Verdict, pending: validation.Pending) -> validation
   if v.status != validation.KEPT:
     return v
   with quiet.decoding() as captured:
-    validation.decode_check(pending.data, decode.JPEG)
+    start = time.thread_time()
+    validation.decode_check(pending.data, decode.JPEG)  # the eager kernel releases the GIL
+    gil_clock.add_released(time.thread_time() - start)
   return mark_if_warned(v, captured.text)
 
 

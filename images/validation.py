@@ -19,7 +19,6 @@ Files are opened only if they are regular files and read whole only below
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 from typing import Optional
 
@@ -102,8 +101,7 @@ class Verdict:
     return {"JPEG": decode.JPEG, "WEBP": decode.WEBP}.get(self.format, decode.IMAGE)
 
 
-def sha256_of(data: bytes) -> str:
-  return hashlib.sha256(data).hexdigest()
+sha256_of = files.sha256_hex
 
 
 def limits_reason(header: headers.ImageHeader, limits: Limits) -> Optional[str]:
@@ -307,6 +305,10 @@ def _streamed(source, cand: sources_lib.Candidate, status: str, reason: str) -> 
 
 def read_bounded(source, path: str, max_bytes: int) -> Optional[bytes]:
   """The file's bytes, or None if it has more than `max_bytes` (never read whole then)."""
+  local = getattr(source, "local_path", None)
+  on_disk = local(path) if local is not None else None
+  if on_disk is not None:
+    return filesystems.read_local_bounded(on_disk, max_bytes)
   with source.open(path) as f:
     size = None if files.has_fileno(f) else source.size(path)
     return files.read_bounded(f, max_bytes, size)

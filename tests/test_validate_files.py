@@ -3,6 +3,8 @@ alone: the batched decode in tf.data, the chunking and the warning capture chang
 
 from __future__ import annotations
 
+import concurrent.futures
+
 import pytest
 
 from petpipe.images import sources
@@ -37,6 +39,9 @@ def test_many_files_get_the_verdicts_each_file_gets_alone(corpus, workers, monke
 def test_a_chunk_is_bounded_in_bytes(corpus, monkeypatch):
   source, candidates = corpus
   monkeypatch.setattr(validate_files, "CHUNK_BYTES", 1)  # every image ends its chunk
-  chunk = validate_files._prepare_chunk(source, iter(candidates), validation.Limits(),
-                                        validate_files.Stats())
-  assert sum(isinstance(p, validation.Pending) for p in chunk) == 1
+  for workers in (1, 2):  # each reader may finish the file it holds: `workers` at most
+    with concurrent.futures.ThreadPoolExecutor(workers) as readers:
+      chunk = validate_files._prepare_chunk(
+          source, validate_files._Shared(iter(candidates)), validation.Limits(), readers,
+          workers, validate_files.Stats())
+    assert 1 <= sum(isinstance(p, validation.Pending) for p in chunk) <= workers
