@@ -149,7 +149,7 @@ class FolderBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   def _generate_examples(self, source, items: Iterable[tuple[validation.Verdict, int]], split: str = ""):
     config = self.builder_config
     make = self._example_fn(source)
-    workers = os.cpu_count() or 1
+    workers = validate_files.usable_cores()
 
     def checked(item, result):
       # A file whose bytes now differ from the validated ones is not stored (recorded instead).

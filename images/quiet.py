@@ -35,6 +35,8 @@ class CapturedStderr:
 
   def __init__(self):
     self.text = ""
+    self._file = None
+    self._read = 0
 
   @contextlib.contextmanager
   def capture(self) -> Iterator["CapturedStderr"]:
@@ -42,14 +44,25 @@ class CapturedStderr:
     saved = os.dup(2)
     with tempfile.TemporaryFile() as tmp:
       os.dup2(tmp.fileno(), 2)
+      self._file = tmp
       try:
         yield self
       finally:
         sys.stderr.flush()
         os.dup2(saved, 2)
         os.close(saved)
+        self._file = None
         tmp.seek(0)
         self.text = tmp.read().decode("utf-8", "replace")
+
+  def new_text(self) -> str:
+    """What was written since the last call, while capturing (libjpeg writes to an
+    unbuffered stderr: a decode's warnings are there when it returns)."""
+    sys.stderr.flush()
+    size = os.fstat(self._file.fileno()).st_size
+    data = os.pread(self._file.fileno(), size - self._read, self._read)
+    self._read += len(data)
+    return data.decode("utf-8", "replace")
 
 
 def is_decoder_warning(line: str) -> bool:

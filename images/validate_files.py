@@ -69,6 +69,13 @@ class Stats:
     return self.python_seconds / max(self.files, 1) * 1e6
 
 
+def usable_cores() -> int:
+  """CPUs this process may run on (its affinity, as `taskset` or a container sets it)."""
+  if hasattr(os, "sched_getaffinity"):
+    return len(os.sched_getaffinity(0))
+  return os.cpu_count() or 1
+
+
 def validate(
     source,
     candidates: Sequence[sources_lib.Candidate],
@@ -77,7 +84,7 @@ def validate(
     progress: bool = True,
     stats: Optional[Stats] = None,
 ) -> list[validation.Verdict]:
-  """Every candidate's verdict, in order, on `workers` threads (default: one a core)."""
+  """Every candidate's verdict, in order, on `workers` threads (default: one a usable core)."""
   return list(iter_validated(source, candidates, limits, workers, progress, stats))
 
 
@@ -90,7 +97,7 @@ def iter_validated(
     stats: Optional[Stats] = None,
 ) -> Iterator[validation.Verdict]:
   """`validate`, one chunk of verdicts at a time (the candidates' order)."""
-  workers = workers or os.cpu_count() or 1
+  workers = workers or usable_cores()
   stats = stats if stats is not None else Stats()
   start = time.perf_counter()
   remaining = _Shared(iter(candidates))
@@ -173,8 +180,7 @@ def _decide_chunk(chunk: list, limits, workers: int, stats: Stats) -> list:
         verdicts[i] = validation.decided(p, limits)  # Pillow's
   warned, _ = quiet.split_warnings(captured.text)
   if warned:
-    verdicts = [_rechecked(v, p) if isinstance(p, validation.Pending) else v
-                for v, p in zip(verdicts, chunk)]
+    verdicts = _rechecked(verdicts, chunk)
   # This thread's CPU: Python, and handing the chunk to TensorFlow (the decodes run on
   # TensorFlow's threads, not this one's).
   stats.add_python(time.thread_time() - start - (gil_clock.released_seconds() - released))
@@ -238,15 +244,19 @@ def _graph_check(decoder: str, keep_images: bool):
   return check
 
 
-def _rechecked(v: validation.Verdict, pending: validation.Pending) -> validation.Verdict:
-  """A clean JPEG of a chunk in which libjpeg warned, decoded alone to see if it was this one."""
-  if v.status != validation.KEPT:
-    return v
+def _rechecked(verdicts: list, chunk: list) -> list:
+  """The verdicts of a chunk in which libjpeg warned: each clean JPEG decoded again alone to
+  see if it was this one (one capture, read after each decode)."""
+  out = list(verdicts)
   with quiet.decoding() as captured:
-    start = time.thread_time()
-    validation.decode_check(pending.data, decode.JPEG)  # the eager kernel releases the GIL
-    gil_clock.add_released(time.thread_time() - start)
-  return mark_if_warned(v, captured.text)
+    for i, (v, p) in enumerate(zip(verdicts, chunk)):
+      if v.status != validation.KEPT or not isinstance(p, validation.Pending):
+        continue
+      start = time.thread_time()
+      validation.decode_check(p.data, decode.JPEG)  # the eager kernel releases the GIL
+      gil_clock.add_released(time.thread_time() - start)
+      out[i] = mark_if_warned(v, captured.new_text())
+  return out
 
 
 def mark_if_warned(v: validation.Verdict, text: str) -> validation.Verdict:

@@ -9,9 +9,10 @@ writing into a fresh folder, best of `repeats`; imports happen before the clock 
                files on every core, with no Python per file. The least any build that looks
                at every picture must do;
   validate_1   validation alone (`images.validate_files.validate`, the builds' first pass:
-  validate_2   every file read, hashed, header-checked and decoded) on 1 and 2 workers; also
-               the per-file Python time it still spends holding the GIL, which bounds how
-               far more cores can take it;
+  validate_2   every file read, hashed, header-checked and decoded) with 1 worker on 1 core
+               and 2 workers on 2 cores (the process pinned to them); also the per-file
+               Python time it still spends holding the GIL, which bounds how far more cores
+               can take it: from the two, `projected_files_per_s` at 16 and 64 cores;
   tfds_recipe  TFDS's `cats_vs_dogs` generation: keep a file only if `JFIF` is in its first
                10 bytes, then decode and re-encode every kept image in one thread. It
                crashes on truncated JPEGs that carry a JFIF header, so it is not given those;
@@ -55,6 +56,7 @@ GOALS = (
 CHANGED_SHARE = 0.01
 # Per-file Python time of validation, at most (microseconds).
 PYTHON_US_GOAL = 50
+PROJECTED_CORES = (16, 64)
 
 
 def _recipe_class():
@@ -171,7 +173,10 @@ def run_build(name: str, manual: str, out: str, leave_out: Sequence[str]) -> dic
     return {"seconds": time.perf_counter() - start, "examples_written": 0,
             "decoded": examples}
   if name.startswith("validate_"):
-    return validate_only(folder, int(name.split("_")[1]))
+    workers = int(name.split("_")[1])
+    from petpipe.images import validate_files
+
+    return {**validate_only(folder, workers), "cores": validate_files.usable_cores()}
   if name == "rebuild_original":
     return rebuild(manual, out)
   if name == "tfds_recipe":
@@ -219,6 +224,27 @@ def sample_folder(manual: str, images: int, min_size: int, max_size: int,
                              if a.kind == "truncated")}, f)
   with open(report_path) as f:
     return json.load(f)
+
+
+def pin_to_cores(cores: int) -> int:
+  """Keeps this process on its first `cores` CPUs (before TensorFlow sizes its thread pools);
+  returns how many it runs on."""
+  if not hasattr(os, "sched_setaffinity"):
+    return os.cpu_count() or 1
+  allowed = sorted(os.sched_getaffinity(0))[:cores]
+  os.sched_setaffinity(0, allowed)
+  return len(allowed)
+
+
+def projected(results: dict, cores: Sequence[int] = PROJECTED_CORES) -> dict:
+  """{cores: files/s} of validation on more cores: each core adds what one core validates
+  (validate_1), until the Python that holds the GIL (one core's worth) is the limit."""
+  one, python_us = results.get("validate_1", {}), None
+  for name in ("validate_2", "validate_1"):
+    python_us = python_us or results.get(name, {}).get("python_us_per_file")
+  if not one or not python_us:
+    return {}
+  return {n: min(n * one["files_per_s"], 1e6 / python_us) for n in cores}
 
 
 def add_ratios(results: dict) -> list:
@@ -290,7 +316,8 @@ def run(images: int = 5000, min_size: int = 250, max_size: int = 500,
       results[name] = min(runs, key=lambda r: r["seconds"])
       results[name]["runs_files_per_s"] = [r["files_per_s"] for r in runs]
     report = {"files": files, "repeats": repeats, "cpus": os.cpu_count(),
-              "builds": results, "goals": add_ratios(results)}
+              "builds": results, "goals": add_ratios(results),
+              "projected_files_per_s": projected(results)}
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, "build_benchmark.json"), "w") as f:
       json.dump(report, f, indent=2)
@@ -308,6 +335,10 @@ def run(images: int = 5000, min_size: int = 250, max_size: int = 500,
                      f"{r['verdicts_reused']} verdicts reused)")
       log(f"{name:<14}{r['files']:>7}{r['seconds']:>9.2f}{r['files_per_s']:>10.0f}"
           f"{ratio:>9}{r['examples_written']:>10}{python_us}")
+    for cores, rate in report["projected_files_per_s"].items():
+      log(f"validation projected on {cores} cores: {rate:,.0f} files/s "
+          f"({rate / floor:.1f}x this machine's floor)" if floor else
+          f"validation projected on {cores} cores: {rate:,.0f} files/s")
     log("\ngoals (every ratio from this run)")
     for goal in report["goals"]:
       if goal["met"] is None:
@@ -326,6 +357,8 @@ def _worker(argv: list[str]) -> None:
   """The fresh process: `child BUILD MANUAL_DIR OUT_DIR LEAVE_OUT_JSON`; prints one JSON line."""
   if len(argv) != 5 or argv[0] != "child":
     raise SystemExit(f"usage: python -m {_MODULE} child BUILD MANUAL_DIR OUT_DIR LEAVE_OUT_JSON")
+  if argv[1].startswith("validate_"):  # N workers on N cores: the scaling with cores
+    pin_to_cores(int(argv[1].split("_")[1]))
   print(json.dumps(run_build(argv[1], argv[2], argv[3], json.loads(argv[4]))), flush=True)
 
 
