@@ -18,6 +18,7 @@ import tensorflow_datasets as tfds
 
 from petpipe.builders import card as card_lib
 from petpipe.builders import local_plan
+from petpipe.builders import pixel_spill
 from petpipe.builders import quality
 from petpipe.builders import sorted_jsonl
 from petpipe.builders import stable_records
@@ -105,17 +106,32 @@ class FolderBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   def _validated(self, source, candidates) -> str:
     """Writes every candidate's verdict to `verdicts.jsonl` (returns its path): reused from a
     previous build for files whose stamp is unchanged (`verdict_store`), validated here for
-    the rest, a chunk at a time."""
+    the rest, a chunk at a time. A raw build validates by the one transform at the stored
+    size and keeps those pixels for the writer (`pixel_spill`): one decode a file."""
     config = self.builder_config
     limits = config.limits
     key = verdict_store.key(source, limits)
     config_dir = os.path.dirname(self.data_path)
     reuse = verdict_store.Reuse(
         verdict_store.previous(os.path.dirname(config_dir), key, config.reuse), config.reuse_check)
-    stamped = reuse.stamped(source, candidates,
-                            lambda todo: validate_files.iter_validated(source, todo, limits))
-    for _ in verdict_store.write(self.data_dir, key, stamped):
-      pass
+    preprocessing = storage_lib.raw_preprocessing(config.storage)
+    self._spill = None
+    if preprocessing is not None and not limits.near_duplicates:
+      self._spill = pixel_spill.PixelSpill(
+          (*preprocessing.image_size, preprocessing.channels), len(candidates))
+    made = {}  # id(verdict) -> its pixels, from validation to the verdict's ordinal
+
+    def validate(todo):
+      for v, pixels in validate_files.iter_validated_pixels(source, todo, limits, preprocessing):
+        if pixels is not None and self._spill is not None:
+          made[id(v)] = pixels
+        yield v
+
+    stamped = reuse.stamped(source, candidates, validate)
+    for ordinal, v in enumerate(verdict_store.write(self.data_dir, key, stamped)):
+      pixels = made.pop(id(v), None)
+      if pixels is not None:
+        self._spill.add(ordinal, pixels)
     tf.io.gfile.makedirs(config_dir)
     verdict_store.keep(self.data_dir, config_dir)
     self._reused = reuse.reused
@@ -146,7 +162,8 @@ class FolderBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         max_bytes=config.limits.max_file_bytes,
     )
 
-  def _generate_examples(self, source, items: Iterable[tuple[validation.Verdict, int]], split: str = ""):
+  def _generate_examples(self, source, items: Iterable[tuple[int, validation.Verdict, int]],
+                         split: str = ""):
     config = self.builder_config
     make = self._example_fn(source)
     workers = validate_files.usable_cores()
@@ -161,8 +178,9 @@ class FolderBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
                        "sha256": v.sha256})
       return result
 
-    # TFDS orders records by key hash, so the order examples are yielded in is free:
-    # files stored as is go straight through, the rest are encoded in threads.
+    # TFDS orders records by key hash, so the order examples are yielded in is free: files
+    # stored as is and pixels validation made go straight through, the rest are encoded in
+    # threads.
     with concurrent.futures.ThreadPoolExecutor(workers) as pool:
       pending = collections.deque()
 
@@ -170,8 +188,14 @@ class FolderBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         item, future = pending.popleft()
         return checked(item, future.result())
 
-      for item in items:
-        if storage_lib.stored_as_is(item[0], config.storage, config.max_side):
+      for ordinal, verdict, label in items:
+        item = (verdict, label)
+        spill = getattr(self, "_spill", None)
+        pixels = spill.get(ordinal) if spill is not None else None
+        if pixels is not None:  # made from the validated bytes: nothing to read again
+          yield checked(item, _record(verdict, label, pixels))
+          continue
+        if storage_lib.stored_as_is(verdict, config.storage, config.max_side):
           if (result := checked(item, make(item))) is not None:
             yield result
           continue
@@ -214,6 +238,8 @@ class FolderBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
       self.beam_plan.clean_up()
     else:
       self._record_written()
+      if getattr(self, "_spill", None) is not None:
+        self._spill.close()
     return result
 
   def download_and_prepare(self, *args, **kwargs):
@@ -271,6 +297,11 @@ def _example(item, source, storage, max_side, jpeg_quality, max_bytes=None):
   if data is None or (verdict.sha256 and validation.sha256_of(data) != verdict.sha256):
     return None
   image = storage_lib.encode(data, verdict, storage, max_side, jpeg_quality)
+  return _record(verdict, label, image)
+
+
+def _record(verdict: validation.Verdict, label: int, image) -> tuple[str, dict]:
+  """(key, example) of one stored file."""
   return verdict.path, {schema.IMAGE: image, schema.LABEL: label, schema.FILENAME: verdict.path}
 
 

@@ -178,12 +178,13 @@ class LocalPlan:
     ties = sorted(rows[values == edge].tolist(), key=lambda i: self.candidates[i].path)
     self.kept[ties[:target - int(np.count_nonzero(values < edge))]] = True
 
-  def items(self, split: str) -> Iterator[tuple[validation.Verdict, int]]:
-    """(verdict, label) of the files stored in `split`, one at a time."""
+  def items(self, split: str) -> Iterator[tuple[int, validation.Verdict, int]]:
+    """(ordinal in the listing, verdict, label) of the files stored in `split`, one at a
+    time."""
     s = splits_lib.SPLITS.index(split)
     for i, v in self.verdicts():
       if self.kept[i] and self.splits[i] == s:
-        yield v, int(self.labels[i])
+        yield i, v, int(self.labels[i])
 
   def split_names(self) -> list[str]:
     counts = self._counts(self.kept).sum(axis=1)

@@ -41,6 +41,14 @@ def decode(data: bytes, verdict: validation.Verdict, channels: int,
   return decode_lib.decode_bytes(data, channels, verdict.decoder, size)
 
 
+def raw_preprocessing(storage: schema.ImageStorage) -> transform.Preprocessing | None:
+  """The transform raw pixels are made with (None for encoded storage): validation of a raw
+  build decodes by it, so that its pixels are the ones stored."""
+  if not storage.is_raw:
+    return None
+  return transform.Preprocessing(tuple(storage.size), storage.channels)
+
+
 def stored_as_is(verdict: validation.Verdict, storage: schema.ImageStorage, max_side: int | None) -> bool:
   """A clean JPEG that already fits is stored byte for byte (no decode)."""
   fits = max_side is None or max(verdict.width, verdict.height) <= max_side
@@ -89,7 +97,7 @@ def _raw_pixels(size: tuple[int, int], channels: int, decoder: str):
 
 @functools.lru_cache(maxsize=64)
 def _traced(size: tuple[int, int], channels: int, decoder: str):
-  preprocessing = transform.Preprocessing(size, channels)
+  preprocessing = transform.Preprocessing(size, channels)  # as `raw_preprocessing`
 
   @tf.function(input_signature=[tf.TensorSpec([], tf.string)], autograph=False)
   def raw(encoded):

@@ -25,13 +25,16 @@ import threading
 import time
 from typing import Iterator, Optional, Sequence
 
+import numpy as np
 import tensorflow as tf
 from tqdm import auto as tqdm
 
 from petpipe.images import decode
 from petpipe.images import gil_clock
+from petpipe.images import pixels as pixels_lib
 from petpipe.images import quiet
 from petpipe.images import sources as sources_lib
+from petpipe.images import transform
 from petpipe.images import validation
 
 # A chunk's files and bytes at most (a chunk may pass the bytes by `workers` files): two
@@ -97,10 +100,32 @@ def iter_validated(
     stats: Optional[Stats] = None,
 ) -> Iterator[validation.Verdict]:
   """`validate`, one chunk of verdicts at a time (the candidates' order)."""
+  for verdict, _ in iter_validated_pixels(source, candidates, limits, None, workers, progress,
+                                          stats):
+    yield verdict
+
+
+def iter_validated_pixels(
+    source,
+    candidates: Sequence[sources_lib.Candidate],
+    limits: validation.Limits = validation.Limits(),
+    preprocessing: Optional[transform.Preprocessing] = None,
+    workers: Optional[int] = None,
+    progress: bool = True,
+    stats: Optional[Stats] = None,
+) -> Iterator[tuple[validation.Verdict, Optional[np.ndarray]]]:
+  """(verdict, pixels) of every candidate, in order: with `preprocessing`, the file is
+  decoded once, by the one transform (`transform.transform_file`, rounded to uint8), and
+  validated from that decode; its pixels come along (None for a file decoded otherwise:
+  one not usable, one Pillow reads, one whose map decode failed, or with `near_duplicates`,
+  whose perceptual hash takes the validation's own decode). The verdicts are those of
+  `validate`."""
   workers = workers or usable_cores()
   stats = stats if stats is not None else Stats()
   start = time.perf_counter()
   remaining = _Shared(iter(candidates))
+  if limits.near_duplicates:
+    preprocessing = None
   bar_out = os.fdopen(os.dup(2), "w")  # the bar must not land in the capture
   with contextlib.closing(bar_out), concurrent.futures.ThreadPoolExecutor(1) as ahead_pool, \
       concurrent.futures.ThreadPoolExecutor(workers) as readers, \
@@ -110,9 +135,9 @@ def iter_validated(
     ahead = ahead_pool.submit(prepare)
     while chunk := ahead.result():
       ahead = ahead_pool.submit(prepare)  # read while this chunk decodes
-      verdicts = _decide_chunk(chunk, limits, workers, stats)
-      bar.update(len(verdicts))
-      yield from verdicts
+      decided = _decide_chunk(chunk, limits, workers, stats, preprocessing)
+      bar.update(len(decided))
+      yield from decided
   stats.files += len(candidates)
   stats.seconds += time.perf_counter() - start
 
@@ -159,20 +184,29 @@ def _prepare_chunk(source, remaining: _Shared, limits, readers, workers: int,
   return [found[i] for i in sorted(found)]
 
 
-def _decide_chunk(chunk: list, limits, workers: int, stats: Stats) -> list:
-  """Verdicts of a prepared chunk: its pending files decoded in one parallel map a decoder."""
+def _decide_chunk(chunk: list, limits, workers: int, stats: Stats,
+                  preprocessing: Optional[transform.Preprocessing] = None) -> list:
+  """(verdict, pixels) of a prepared chunk: its pending files decoded in one parallel map a
+  decoder (by `preprocessing`, when given)."""
   start, released = time.thread_time(), gil_clock.released_seconds()
   pending = [(i, p) for i, p in enumerate(chunk)
              if isinstance(p, validation.Pending) and p.decoder in _GRAPH_DECODERS]
-  verdicts = list(chunk)
+  verdicts, pixels = list(chunk), [None] * len(chunk)
   with quiet.decoding() as captured:
     for decoder in _GRAPH_DECODERS:
       group = [(i, p) for i, p in pending if p.decoder == decoder]
-      decoded = _decode_in_parallel([p.data for _, p in group], decoder, workers,
-                                    limits.near_duplicates)
+      data = [p.data for _, p in group]
+      if preprocessing is not None:
+        decoded = _pixels_in_parallel(data, decoder, workers, preprocessing)
+      else:
+        decoded = _decode_in_parallel(data, decoder, workers, limits.near_duplicates)
       for k, (i, p) in enumerate(group):
         if k in decoded:
-          verdicts[i] = validation.after_decode(p, limits, decoded[k])
+          if preprocessing is None:
+            verdicts[i] = validation.after_decode(p, limits, decoded[k])
+          else:
+            verdicts[i] = validation.after_decode(p, limits)
+            pixels[i] = decoded[k] if verdicts[i].usable else None
         else:
           verdicts[i] = validation.decided(p, limits)  # alone again: its decode's own error
     for i, p in enumerate(chunk):
@@ -184,7 +218,7 @@ def _decide_chunk(chunk: list, limits, workers: int, stats: Stats) -> list:
   # This thread's CPU: Python, and handing the chunk to TensorFlow (the decodes run on
   # TensorFlow's threads, not this one's).
   stats.add_python(time.thread_time() - start - (gil_clock.released_seconds() - released))
-  return verdicts
+  return list(zip(verdicts, pixels))
 
 
 def _decode_in_parallel(data: list, decoder: str, workers: int, keep_images: bool) -> dict:
@@ -199,10 +233,20 @@ def _decode_in_parallel(data: list, decoder: str, workers: int, keep_images: boo
   return {int(index): image.numpy() for index, image in ds}
 
 
-def _decoding(data: tf.Tensor, decoder: str, workers: int, keep_images: bool) -> tf.data.Dataset:
+def _pixels_in_parallel(data: list, decoder: str, workers: int,
+                        preprocessing: transform.Preprocessing) -> dict:
+  """{index into `data`: its uint8 pixels by `preprocessing`} of the files that decode."""
+  if not data:
+    return {}
+  indices, images = _decoded_pixels(decoder, workers, preprocessing)(tf.constant(data))
+  return dict(zip(indices.numpy().tolist(), images.numpy()))
+
+
+def _decoding(data: tf.Tensor, decoder: str, workers: int, keep_images: bool,
+              preprocessing: Optional[transform.Preprocessing] = None) -> tf.data.Dataset:
   """(index, and with `keep_images` the image) of each of `data` that decodes, any order."""
   ds = tf.data.Dataset.from_tensor_slices((tf.range(tf.size(data)), data))
-  ds = ds.map(_graph_check(decoder, keep_images), num_parallel_calls=workers,
+  ds = ds.map(_graph_check(decoder, keep_images, preprocessing), num_parallel_calls=workers,
               deterministic=False)
   ds = ds.ignore_errors()  # a failing file drops out: decoded again alone for its reason
   options = tf.data.Options()
@@ -228,12 +272,33 @@ def _decoded_indices(decoder: str, workers: int):
 
 
 @functools.lru_cache(maxsize=None)
-def _graph_check(decoder: str, keep_images: bool):
-  """(index, bytes) -> index (and the decoded image), for one decoder: traced once."""
+def _decoded_pixels(decoder: str, workers: int, preprocessing: transform.Preprocessing):
+  """bytes [n] -> (int32 indices, uint8 pixels [k, H, W, C]) of those that decode."""
+  height, width = preprocessing.image_size
+  channels = preprocessing.channels
+
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string)], autograph=False)
+  def decoded_pixels(data):
+    ds = _decoding(data, decoder, workers, True, preprocessing).batch(CHUNK_FILES)
+    return ds.reduce(
+        (tf.zeros([0], tf.int32), tf.zeros([0, height, width, channels], tf.uint8)),
+        lambda found, batch: (tf.concat([found[0], batch[0]], 0),
+                              tf.concat([found[1], batch[1]], 0)))
+
+  return decoded_pixels
+
+
+@functools.lru_cache(maxsize=None)
+def _graph_check(decoder: str, keep_images: bool,
+                 preprocessing: Optional[transform.Preprocessing] = None):
+  """(index, bytes) -> index (and the decoded image), for one decoder: traced once. With
+  `preprocessing`, the image is the one transform's uint8 pixels (what raw records store)."""
   signature = [tf.TensorSpec([], tf.int32), tf.TensorSpec([], tf.string)]
 
   @tf.function(input_signature=signature, autograph=False)
   def check(index, data):
+    if preprocessing is not None:
+      return index, pixels_lib.to_uint8(transform.transform_file(data, preprocessing, decoder))
     image = validation.decode_check(data, decoder)
     if keep_images:
       return index, image

@@ -287,8 +287,8 @@ def test_another_config_of_the_same_source_reuses_its_verdicts_until_a_file_chan
   _good_folder(str(root))
   (root / "dog" / "empty.jpg").write_bytes(b"")
   validated = []
-  real = validate_files.iter_validated  # what a build calls (a chunk of verdicts at a time)
-  monkeypatch.setattr(validate_files, "iter_validated",
+  real = validate_files.iter_validated_pixels  # what a build calls (a chunk at a time)
+  monkeypatch.setattr(validate_files, "iter_validated_pixels",
                       lambda *a, **k: validated.append(1) or real(*a, **k))
   first = _build(root, tmp_path / "out", name="raw")
   second = _build(root, tmp_path / "out", name="jpeg", encoding="jpeg", image_size=None)

@@ -50,13 +50,13 @@ def _stored(builder) -> dict:
 def validated_paths(monkeypatch):
   """The paths each build sent to validation."""
   seen = []
-  real = validate_files.iter_validated
+  real = validate_files.iter_validated_pixels
 
   def spy(source, candidates, *args, **kwargs):
     seen.append(sorted(c.path for c in candidates))
     return real(source, candidates, *args, **kwargs)
 
-  monkeypatch.setattr(validate_files, "iter_validated", spy)
+  monkeypatch.setattr(validate_files, "iter_validated_pixels", spy)
   return seen
 
 
@@ -124,3 +124,28 @@ def test_reuse_of_a_folder_without_verdicts_or_of_another_source_fails_in_one_li
     _build(tmp_path / "root", tmp_path / "out", reuse=other.data_dir)
   with pytest.raises(ValueError, match=r"^reuse_check must be 'stamp' or 'sha256'"):
     FolderConfig(name="x", root="r", reuse_check="md5")
+
+
+def test_a_raw_build_decodes_each_file_once_and_stores_what_a_second_decode_would(
+    tmp_path, monkeypatch):
+  """Validation decodes by the stored transform and its pixels are written; a rebuild that
+  reuses every verdict has the writer decode each file instead: the records are equal."""
+  from petpipe.builders import storage
+
+  rng = np.random.default_rng(5)
+  root = tmp_path / "root"
+  _folder(str(root), rng)
+  Image.fromarray(rng.integers(0, 256, (20, 30, 3), np.uint8)).save(root / "cat" / "p.png")
+  Image.fromarray(rng.integers(0, 256, (20, 30), np.uint8)).save(root / "dog" / "g.gif")
+  decoded_by_writer = []
+  real = storage.encode
+  monkeypatch.setattr(storage, "encode",
+                      lambda data, v, *a: decoded_by_writer.append(v.path) or real(data, v, *a))
+
+  once = _build(root, tmp_path / "out", image_size=12, channels=3)
+  assert decoded_by_writer == []  # every stored file's pixels came from its validation
+  records = _stored(once)
+  again = _build(root, tmp_path / "out", overwrite=True, image_size=12, channels=3)
+  assert again.info.metadata["card"]["verdicts_reused"] == 18
+  assert len(decoded_by_writer) == 18  # reused verdicts: the writer decodes each file
+  assert _stored(again) == records
