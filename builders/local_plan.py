@@ -70,9 +70,11 @@ class LocalPlan:
     self.tally = card_lib.Tally()
     self.summary = duplicates.Summary()
 
-  def verdicts(self) -> Iterator[tuple[int, validation.Verdict]]:
-    """(ordinal, verdict) of every file, after duplicate handling."""
-    for i, v in enumerate(verdict_store.read(self.file)):
+  def verdicts(self, wanted: Optional[np.ndarray] = None
+               ) -> Iterator[tuple[int, validation.Verdict]]:
+    """(ordinal, verdict) of every file (or of those `wanted` selects), after duplicate
+    handling."""
+    for i, v in verdict_store.read_selected(self.file, wanted):
       yield i, self.replaced.get(i, v)
 
   def _in_class(self, v: validation.Verdict) -> bool:
@@ -99,7 +101,9 @@ class LocalPlan:
     del usable, digests, phashes, has_phash, rows, marked
     if not members:
       return
-    found = [(i, v) for i, v in enumerate(verdict_store.read(self.file)) if i in members]
+    wanted = np.zeros(n, bool)
+    wanted[list(members)] = True
+    found = list(verdict_store.read_selected(self.file, wanted))
     groups = splits_lib.duplicate_groups(
         found, lambda t: t[1].sha256, lambda t: t[1].path, (lambda t: t[1].phash) if near else None)
     mode = getattr(self.config, "duplicates", "keep")
@@ -136,9 +140,8 @@ class LocalPlan:
     if balance:
       self._balance(fractions, before, found)
       del fractions
-      for i, v in self.verdicts():
-        if usable[i] and not self.kept[i]:
-          manifest.add(manifest_row(v, *BALANCED_OUT))
+      for _, v in self.verdicts(usable & ~self.kept):
+        manifest.add(manifest_row(v, *BALANCED_OUT))
     return self._as_dict(before), self._as_dict(self._counts(self.kept))
 
   def _counts(self, mask: np.ndarray) -> np.ndarray:
@@ -182,9 +185,8 @@ class LocalPlan:
     """(ordinal in the listing, verdict, label) of the files stored in `split`, one at a
     time."""
     s = splits_lib.SPLITS.index(split)
-    for i, v in self.verdicts():
-      if self.kept[i] and self.splits[i] == s:
-        yield i, v, int(self.labels[i])
+    for i, v in self.verdicts(self.kept & (self.splits == s)):
+      yield i, v, int(self.labels[i])
 
   def split_names(self) -> list[str]:
     counts = self._counts(self.kept).sum(axis=1)

@@ -55,7 +55,9 @@ def write(data_dir: str, key_: dict, stamped: Iterable[tuple[validation.Verdict,
     f.write(json.dumps(key_) + "\n")
     lines = []
     for v, stamp in stamped:
-      lines.append(json.dumps({**dataclasses.asdict(v), "stamp": stamp}, ensure_ascii=False) + "\n")
+      # `vars`, not `dataclasses.asdict`: a verdict's fields are plain values, and asdict's
+      # deep copy cost more than the JSON.
+      lines.append(json.dumps({**vars(v), "stamp": stamp}, ensure_ascii=False) + "\n")
       if len(lines) >= 1024:
         f.write("".join(lines))
         lines = []
@@ -78,11 +80,22 @@ def _verdict(text: str) -> tuple[validation.Verdict, str]:
 
 def read(file: str) -> Iterator[validation.Verdict]:
   """The verdicts of a verdicts file, one at a time."""
+  for _, v in read_selected(file):
+    yield v
+
+
+def read_selected(file: str, wanted: Optional[Sequence[bool]] = None
+                  ) -> Iterator[tuple[int, validation.Verdict]]:
+  """(ordinal, verdict) of the lines `wanted[ordinal]` selects (all when None), one at a
+  time; the others are not parsed."""
   with tf.io.gfile.GFile(file) as f:
     f.readline()  # the key
+    ordinal = 0
     for text in f:
       if text.strip():
-        yield _verdict(text)[0]
+        if wanted is None or wanted[ordinal]:
+          yield ordinal, _verdict(text)[0]
+        ordinal += 1
 
 
 def _key_of(file: str) -> Optional[str]:
