@@ -9,6 +9,8 @@ Python), while TensorFlow decodes the previous chunk's files in one tf.data map 
 on `workers` threads (`validation.decode_check`, C++, off the GIL); the rest of each verdict
 is Python again (`validation.after_decode`). A file whose decode fails in the map is decoded
 again alone, for its reason. The verdicts are those of `validation.check`, file by file.
+For a raw build the map decodes by the one transform at the stored size instead, and the
+pixels come along (`iter_validated_pixels`): the build's only decode of the file.
 
 libjpeg prints its warnings to file descriptor 2: it is captured per chunk (`quiet`), and a
 chunk that warned has its clean JPEGs decoded again one at a time to find which one did.
@@ -56,11 +58,15 @@ class Stats:
       verdict, parsing headers, handing chunks to TensorFlow; not the reads and hashing,
       which release it): what bounds files/s however many cores decode.
     seconds: wall seconds in all.
+    startup_seconds: CPU seconds of this thread tracing and first running each decoder's
+      tf.data function: once a process, whatever the number of files (not in
+      `python_seconds`).
   """
 
   files: int = 0
   python_seconds: float = 0.0
   seconds: float = 0.0
+  startup_seconds: float = 0.0
   _lock: threading.Lock = dataclasses.field(default_factory=threading.Lock, repr=False)
 
   def add_python(self, seconds: float) -> None:
@@ -196,6 +202,8 @@ def _decide_chunk(chunk: list, limits, workers: int, stats: Stats,
     for decoder in _GRAPH_DECODERS:
       group = [(i, p) for i, p in pending if p.decoder == decoder]
       data = [p.data for _, p in group]
+      if data:
+        _warm_up(decoder, workers, preprocessing, limits.near_duplicates, stats)
       if preprocessing is not None:
         decoded = _pixels_in_parallel(data, decoder, workers, preprocessing)
       else:
@@ -221,6 +229,26 @@ def _decide_chunk(chunk: list, limits, workers: int, stats: Stats,
   return list(zip(verdicts, pixels))
 
 
+_WARM = set()
+
+
+def _warm_up(decoder: str, workers: int, preprocessing, keep_images: bool, stats: Stats) -> None:
+  """Traces and first runs a decoder's function on no files, its CPU time counted as start-up
+  (`Stats.startup_seconds`) and not as per-file Python."""
+  key = (decoder, workers, preprocessing, keep_images)
+  if key in _WARM:
+    return
+  start, released = time.thread_time(), gil_clock.released_seconds()
+  if preprocessing is not None:
+    _pixels_in_parallel([], decoder, workers, preprocessing, warm=True)
+  elif not keep_images:
+    _decoded_indices(decoder, workers)(tf.constant([], tf.string))
+  _WARM.add(key)
+  spent = time.thread_time() - start - (gil_clock.released_seconds() - released)
+  stats.add_python(-spent)  # inside the caller's clock: moved to start-up
+  stats.startup_seconds += spent
+
+
 def _decode_in_parallel(data: list, decoder: str, workers: int, keep_images: bool) -> dict:
   """{index into `data`: its decoded image (None unless `keep_images`)} of the files
   TensorFlow decodes with `decoder`; the others failed."""
@@ -234,11 +262,12 @@ def _decode_in_parallel(data: list, decoder: str, workers: int, keep_images: boo
 
 
 def _pixels_in_parallel(data: list, decoder: str, workers: int,
-                        preprocessing: transform.Preprocessing) -> dict:
+                        preprocessing: transform.Preprocessing, warm: bool = False) -> dict:
   """{index into `data`: its uint8 pixels by `preprocessing`} of the files that decode."""
-  if not data:
+  if not data and not warm:
     return {}
-  indices, images = _decoded_pixels(decoder, workers, preprocessing)(tf.constant(data))
+  indices, images = _decoded_pixels(decoder, workers, preprocessing)(
+      tf.constant(data, tf.string))
   return dict(zip(indices.numpy().tolist(), images.numpy()))
 
 

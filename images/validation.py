@@ -7,7 +7,8 @@ Every entry point checks files here, so they agree on what is an image:
   full decode with the decoder the policy picks (`decode`) — the decoder training uses —
   and what it tells (`after_decode`). `validate_files` runs these on many files in
   parallel and attributes libjpeg's warnings to the file that caused them; such files are
-  re-encoded once.
+  re-encoded once. (A raw build's validation decodes by the one transform at the stored
+  size instead, keeping the pixels: `validate_files.iter_validated_pixels`.)
 * `check_file` (the folder loader, prediction): the header and limits of a file on disk,
   decoding only what may be cut off or what TensorFlow may reject (GIF, WebP), so checking
   every file before a training epoch costs microseconds a file.

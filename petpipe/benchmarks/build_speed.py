@@ -119,7 +119,8 @@ def validate_only(folder: str, workers: int) -> dict:
   start = time.perf_counter()
   validate_files.validate(source, candidates, workers=workers, progress=False, stats=stats)
   return {"seconds": time.perf_counter() - start, "examples_written": 0,
-          "python_us_per_file": stats.python_us_per_file}
+          "python_us_per_file": stats.python_us_per_file,
+          "startup_seconds": stats.startup_seconds}
 
 
 def rebuild(manual: str, out: str) -> dict:
@@ -328,8 +329,8 @@ def run(images: int = 5000, min_size: int = 250, max_size: int = 500,
         f"{'examples':>10}")
     for name, r in results.items():
       ratio = f"{r['files_per_s'] / floor:.2f}" if floor else "-"
-      python_us = (f"  (Python {r['python_us_per_file']:.0f} us a file)"
-                   if "python_us_per_file" in r else "")
+      python_us = (f"  (Python {r['python_us_per_file']:.0f} us a file, "
+                   f"{r['startup_seconds']:.2f} s start-up)" if "python_us_per_file" in r else "")
       if "verdicts_reused" in r:
         python_us = (f"  ({r['added']} added, {r['changed']} changed, "
                      f"{r['verdicts_reused']} verdicts reused)")
