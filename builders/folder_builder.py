@@ -117,8 +117,10 @@ class FolderBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     preprocessing = storage_lib.raw_preprocessing(config.storage)
     self._spill = None
     if preprocessing is not None and not limits.near_duplicates:
+      # On the output's disk when it is local (a tmpfs /tmp would hold it in RAM).
+      folder = self.data_dir if filesystems.is_local(self.data_dir) else None
       self._spill = pixel_spill.PixelSpill(
-          (*preprocessing.image_size, preprocessing.channels), len(candidates))
+          (*preprocessing.image_size, preprocessing.channels), len(candidates), folder)
     made = {}  # id(verdict) -> its pixels, from validation to the verdict's ordinal
 
     def validate(todo):
