@@ -185,6 +185,7 @@ class FolderBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     # threads.
     with concurrent.futures.ThreadPoolExecutor(workers) as pool:
       pending = collections.deque()
+      spill = getattr(self, "_spill", None)
 
       def ready():
         item, future = pending.popleft()
@@ -192,7 +193,6 @@ class FolderBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 
       for ordinal, verdict, label in items:
         item = (verdict, label)
-        spill = getattr(self, "_spill", None)
         pixels = spill.get(ordinal) if spill is not None else None
         if pixels is not None:  # made from the validated bytes: nothing to read again
           yield checked(item, _record(verdict, label, pixels))

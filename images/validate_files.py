@@ -240,7 +240,7 @@ def _warm_up(decoder: str, workers: int, preprocessing, keep_images: bool, stats
     return
   start, released = time.thread_time(), gil_clock.released_seconds()
   if preprocessing is not None:
-    _pixels_in_parallel([], decoder, workers, preprocessing, warm=True)
+    _decoded_pixels(decoder, workers, preprocessing)(tf.constant([], tf.string))
   elif not keep_images:
     _decoded_indices(decoder, workers)(tf.constant([], tf.string))
   _WARM.add(key)
@@ -262,12 +262,11 @@ def _decode_in_parallel(data: list, decoder: str, workers: int, keep_images: boo
 
 
 def _pixels_in_parallel(data: list, decoder: str, workers: int,
-                        preprocessing: transform.Preprocessing, warm: bool = False) -> dict:
+                        preprocessing: transform.Preprocessing) -> dict:
   """{index into `data`: its uint8 pixels by `preprocessing`} of the files that decode."""
-  if not data and not warm:
+  if not data:
     return {}
-  indices, images = _decoded_pixels(decoder, workers, preprocessing)(
-      tf.constant(data, tf.string))
+  indices, images = _decoded_pixels(decoder, workers, preprocessing)(tf.constant(data))
   return dict(zip(indices.numpy().tolist(), images.numpy()))
 
 
