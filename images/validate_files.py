@@ -12,12 +12,14 @@ again alone, for its reason. The verdicts are those of `validation.check`, file 
 For a raw build the map decodes by the one transform at the stored size instead, and the
 pixels come along (`iter_validated_pixels`): the build's only decode of the file.
 
-libjpeg prints its warnings to file descriptor 2: it is captured per chunk (`quiet`), and a
-chunk that warned has its clean JPEGs decoded again one at a time to find which one did.
+libjpeg prints its warnings to file descriptor 2: it is captured per chunk (`quiet`), and in
+a chunk that warned, JPEGs are decoded again, `workers` at a time, until every warning has
+found its file (`_rechecked`).
 """
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import contextlib
 import dataclasses
@@ -41,7 +43,7 @@ from petpipe.images import validation
 
 # A chunk's files and bytes at most (a chunk may pass the bytes by `workers` files): two
 # chunks are in memory at once. Each chunk costs ~6 ms of tf.data set-up, and a chunk in
-# which libjpeg warned has its clean JPEGs decoded again one at a time.
+# which libjpeg warned has JPEGs decoded again until each warning has its file.
 CHUNK_FILES = 256
 CHUNK_BYTES = 32 << 20
 # The decoders the map runs (PILLOW files are read by Pillow, in Python).
@@ -135,13 +137,14 @@ def iter_validated_pixels(
   bar_out = os.fdopen(os.dup(2), "w")  # the bar must not land in the capture
   with contextlib.closing(bar_out), concurrent.futures.ThreadPoolExecutor(1) as ahead_pool, \
       concurrent.futures.ThreadPoolExecutor(workers) as readers, \
+      concurrent.futures.ThreadPoolExecutor(workers) as checkers, \
       tqdm.tqdm(total=len(candidates), desc="Validating images", unit=" files", file=bar_out,
                 disable=not progress) as bar:
     prepare = functools.partial(_prepare_chunk, source, remaining, limits, readers, workers, stats)
     ahead = ahead_pool.submit(prepare)
     while chunk := ahead.result():
       ahead = ahead_pool.submit(prepare)  # read while this chunk decodes
-      decided = _decide_chunk(chunk, limits, workers, stats, preprocessing)
+      decided = _decide_chunk(chunk, limits, workers, stats, preprocessing, checkers)
       bar.update(len(decided))
       yield from decided
   stats.files += len(candidates)
@@ -191,38 +194,42 @@ def _prepare_chunk(source, remaining: _Shared, limits, readers, workers: int,
 
 
 def _decide_chunk(chunk: list, limits, workers: int, stats: Stats,
-                  preprocessing: Optional[transform.Preprocessing] = None) -> list:
+                  preprocessing: Optional[transform.Preprocessing] = None,
+                  checkers: Optional[concurrent.futures.Executor] = None) -> list:
   """(verdict, pixels) of a prepared chunk: its pending files decoded in one parallel map a
-  decoder (by `preprocessing`, when given)."""
+  decoder (by `preprocessing`, when given); `checkers` (`workers` threads) find the files
+  behind any warning libjpeg printed."""
   start, released = time.thread_time(), gil_clock.released_seconds()
   pending = [(i, p) for i, p in enumerate(chunk)
              if isinstance(p, validation.Pending) and p.decoder in _GRAPH_DECODERS]
   verdicts, pixels = list(chunk), [None] * len(chunk)
+  decoded = {}
   with quiet.decoding() as captured:
     for decoder in _GRAPH_DECODERS:
       group = [(i, p) for i, p in pending if p.decoder == decoder]
+      if not group:
+        continue
+      _warm_up(decoder, workers, preprocessing, limits.near_duplicates, stats)
       data = [p.data for _, p in group]
-      if data:
-        _warm_up(decoder, workers, preprocessing, limits.near_duplicates, stats)
       if preprocessing is not None:
-        decoded = _pixels_in_parallel(data, decoder, workers, preprocessing)
+        found = _pixels_in_parallel(data, decoder, workers, preprocessing)
       else:
-        decoded = _decode_in_parallel(data, decoder, workers, limits.near_duplicates)
-      for k, (i, p) in enumerate(group):
-        if k in decoded:
-          if preprocessing is None:
-            verdicts[i] = validation.after_decode(p, limits, decoded[k])
-          else:
-            verdicts[i] = validation.after_decode(p, limits)
-            pixels[i] = decoded[k] if verdicts[i].usable else None
-        else:
-          verdicts[i] = validation.decided(p, limits)  # alone again: its decode's own error
+        found = _decode_in_parallel(data, decoder, workers, limits.near_duplicates)
+      decoded.update((group[k][0], image) for k, image in found.items())
+    map_warnings, _ = quiet.split_warnings(captured.new_text())
+    for i, p in pending:
+      if i not in decoded:
+        verdicts[i] = validation.decided(p, limits)  # alone again: its decode's own error
+      elif preprocessing is None:
+        verdicts[i] = validation.after_decode(p, limits, decoded[i])
+      else:
+        verdicts[i] = validation.after_decode(p, limits)
+        pixels[i] = decoded[i] if verdicts[i].usable else None
     for i, p in enumerate(chunk):
       if isinstance(p, validation.Pending) and p.decoder not in _GRAPH_DECODERS:
         verdicts[i] = validation.decided(p, limits)  # Pillow's
-  warned, _ = quiet.split_warnings(captured.text)
-  if warned:
-    verdicts = _rechecked(verdicts, chunk)
+  if map_warnings:
+    verdicts = _rechecked(verdicts, chunk, map_warnings, checkers, workers)
   # This thread's CPU: Python, and handing the chunk to TensorFlow (the decodes run on
   # TensorFlow's threads, not this one's).
   stats.add_python(time.thread_time() - start - (gil_clock.released_seconds() - released))
@@ -337,19 +344,65 @@ def _graph_check(decoder: str, keep_images: bool,
   return check
 
 
-def _rechecked(verdicts: list, chunk: list) -> list:
-  """The verdicts of a chunk in which libjpeg warned: each clean JPEG decoded again alone to
-  see if it was this one (one capture, read after each decode)."""
+def _rechecked(verdicts: list, chunk: list, map_warnings: list[str],
+               checkers: Optional[concurrent.futures.Executor], workers: int) -> list:
+  """The verdicts of a chunk whose map printed `map_warnings`: its JPEGs decoded again,
+  `workers` at a time on `checkers`, a group that warns split until each warning has its
+  file, a clean JPEG (KEPT) that warned marked REPAIRED.
+
+  libjpeg prints the same warnings for the same bytes, so the search stops once every
+  warning of the map is found: the JPEGs whose verdict a warning cannot change are decoded
+  first, then the clean ones until none is left to find (about half of them on average,
+  instead of all). Should a file warn other than in the map (another decode, another
+  scale), every JPEG is decoded again, as a search without the stop would."""
   out = list(verdicts)
+  jpegs = [i for i, p in enumerate(chunk)
+           if isinstance(p, validation.Pending) and p.decoder == decode.JPEG]
+  jpegs.sort(key=lambda i: verdicts[i].status == validation.KEPT)  # stable: KEPT last
+  to_find = collections.Counter(map_warnings)
+  exact = True
   with quiet.decoding() as captured:
-    for i, (v, p) in enumerate(zip(verdicts, chunk)):
-      if v.status != validation.KEPT or not isinstance(p, validation.Pending):
-        continue
-      start = time.thread_time()
-      validation.decode_check(p.data, decode.JPEG)  # the eager kernel releases the GIL
-      gil_clock.add_released(time.thread_time() - start)
-      out[i] = mark_if_warned(v, captured.new_text())
+
+    def warnings_of(group: list[int]) -> list[str]:
+      if checkers is None or len(group) == 1:
+        for i in group:
+          _recheck_decode(chunk[i].data)
+      else:
+        list(checkers.map(lambda i: _recheck_decode(chunk[i].data), group))
+      return quiet.split_warnings(captured.new_text())[0]
+
+    def attribute(group: list[int], warnings: list[str]) -> None:
+      if all(verdicts[i].status != validation.KEPT for i in group):
+        return  # only a clean JPEG's verdict changes
+      if len(group) == 1:
+        out[group[0]] = mark_if_warned(verdicts[group[0]], "\n".join(warnings))
+        return
+      half = len(group) // 2
+      for part in (group[:half], group[half:]):
+        found = warnings_of(part)
+        if found:
+          attribute(part, found)
+
+    for start in range(0, len(jpegs), workers):
+      if exact and not +to_find:
+        break
+      group = jpegs[start:start + workers]
+      warnings = warnings_of(group)
+      if warnings:
+        exact = exact and not collections.Counter(warnings) - to_find
+        to_find -= collections.Counter(warnings)
+        attribute(group, warnings)
   return out
+
+
+def _recheck_decode(data: bytes) -> None:
+  """One file's decode as validation's (its warnings are what counts), on this thread."""
+  start = time.thread_time()
+  try:
+    validation.decode_check(data, decode.JPEG)  # the eager kernel releases the GIL
+  except tf.errors.OpError:
+    pass  # a file that fails was decided already; its warnings still count
+  gil_clock.add_released(time.thread_time() - start)
 
 
 def mark_if_warned(v: validation.Verdict, text: str) -> validation.Verdict:

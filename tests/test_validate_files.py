@@ -4,8 +4,12 @@ alone: the batched decode in tf.data, the chunking and the warning capture chang
 from __future__ import annotations
 
 import concurrent.futures
+import io
+import os
+import re
 
 import numpy as np
+from PIL import Image
 import pytest
 
 from petpipe.images import decode
@@ -83,3 +87,64 @@ def test_near_duplicate_checks_keep_their_own_decode_and_give_no_pixels(corpus):
   assert [v for v, _ in found] == validate_files.validate(source, candidates, limits,
                                                           progress=False)
   assert all(p is None for _, p in found)
+
+
+def _jpeg(rng, mode: str = "RGB", junk: int = 0) -> bytes:
+  """A small JPEG; with `junk`, that many bytes stuffed before its end marker, which makes
+  libjpeg warn "Corrupt JPEG data: N extraneous bytes before marker 0xd9" (it decodes)."""
+  pixels = rng.integers(0, 256, (24, 32, len(mode)), dtype=np.uint8)
+  buf = io.BytesIO()
+  Image.fromarray(pixels, mode).save(buf, "JPEG", quality=90)
+  data = buf.getvalue()
+  return data[:-2] + b"\xff\x00" * (junk // 2) + data[-2:] if junk else data
+
+
+def _folder_with_warnings(root, rng, files: int, junk: dict) -> sources.FolderSource:
+  """`files` JPEGs in root/a, named 000.jpg...; file i gets junk[i] bytes (a CMYK JPEG
+  when junk[i] is negative). Files with the same junk are copies: they warn alike."""
+  os.makedirs(root / "a")
+  warned = {extra: _jpeg(rng, "CMYK", -extra) if extra < 0 else _jpeg(rng, junk=extra)
+            for extra in sorted(set(junk.values()))}
+  for i in range(files):
+    data = warned[junk[i]] if i in junk else _jpeg(rng)
+    (root / "a" / f"{i:03d}.jpg").write_bytes(data)
+  return sources.FolderSource(str(root), ["a"])
+
+
+@pytest.mark.parametrize("workers", [1, 2, 3])
+def test_every_file_libjpeg_warns_on_is_found_however_many_share_a_chunk_and_a_message(
+    tmp_path, workers):
+  rng = np.random.default_rng(5)
+  positions = sorted(int(i) for i in rng.choice(np.arange(1, 40), 7, replace=False))
+  # Two files warn each its own way, a CMYK JPEG (transcoded anyway) warns too, and the
+  # last four warn alike: finding one of those is not finding them all.
+  junk = dict(zip(positions, [10, 60, -24, 24, 24, 24, 24]))
+  source = _folder_with_warnings(tmp_path / "root", rng, 40, junk)
+  verdicts = validate_files.validate(source, source.listing().candidates, workers=workers,
+                                     progress=False)
+  status = {os.path.basename(v.path): (v.status, v.reason) for v in verdicts}
+  for i in range(40):
+    name, extra = f"{i:03d}.jpg", junk.get(i, 0)
+    if extra > 0:
+      assert status[name][0] == "repaired", name
+      assert re.fullmatch(r"libjpeg warning: Corrupt JPEG data: \d+ extraneous bytes before "
+                          r"marker 0xd9", status[name][1])
+    elif extra < 0:
+      assert status[name] == ("transcoded", "colour space: CMYK")
+    else:
+      assert status[name] == ("kept", ""), name
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_the_search_for_a_warning_stops_once_every_warning_has_its_file(
+    tmp_path, workers, monkeypatch):
+  source = _folder_with_warnings(tmp_path / "root", np.random.default_rng(6), 40, {0: 24})
+  decoded = []
+  search_decode = validate_files._recheck_decode
+  monkeypatch.setattr(validate_files, "_recheck_decode",
+                      lambda data: decoded.append(data) or search_decode(data))
+  verdicts = validate_files.validate(source, source.listing().candidates, workers=workers,
+                                     progress=False)
+  assert [v.status for v in verdicts] == ["repaired"] + ["kept"] * 39
+  # The first file warned: its group, then halves of it, and none of the 39 after it.
+  assert len(decoded) <= 2 * workers
