@@ -124,7 +124,8 @@ class FolderBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     made = {}  # id(verdict) -> its pixels, from validation to the verdict's ordinal
 
     def validate(todo):
-      for v, pixels in validate_files.iter_validated_pixels(source, todo, limits, preprocessing):
+      for v, pixels in validate_files.iter_validated_pixels(
+          source, todo, limits, preprocessing, progress=tfds_compat.progress_bars_enabled()):
         if pixels is not None and self._spill is not None:
           made[id(v)] = pixels
         yield v

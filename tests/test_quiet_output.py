@@ -9,9 +9,13 @@ import subprocess
 import sys
 
 import pytest
+import tensorflow_datasets as tfds
 
 from petpipe import console
 from petpipe import sample_data
+from petpipe.builders import tfds_compat
+from petpipe.builders.folder_config import FolderConfig
+from petpipe.builders.image_folder import image_folder_dataset_builder as image_folder
 
 # What the commands print on stderr themselves: progress bars (tqdm's, TFDS's) and our
 # one-line notes. Anything else (a TensorFlow log line, a libjpeg warning, a Python warning)
@@ -86,3 +90,16 @@ def test_the_decoder_warning_filter_drops_libjpegs_lines_and_passes_the_rest(cap
     os.write(2, b"JPEG data: 1 extraneous bytes\nCorrupted but ours\n")
   err = capfd.readouterr().err
   assert err == "progress 10%\rprogress 20%\ra line of ours\nCorrupted but ours\n"
+
+
+@pytest.mark.parametrize("bars", [True, False])
+def test_a_builds_validation_bar_follows_tfds_disable_progress_bar(pets, tmp_path, capfd, bars):
+  before = tfds_compat.progress_bars_enabled()
+  (tfds.enable_progress_bar if bars else tfds.disable_progress_bar)()
+  try:
+    config = FolderConfig(name="bars", root=pets, encoding="raw",
+                          image_size=8, channels=1)
+    image_folder.Builder(config=config, data_dir=str(tmp_path)).download_and_prepare()
+  finally:
+    (tfds.enable_progress_bar if before else tfds.disable_progress_bar)()
+  assert ("Validating images" in capfd.readouterr().err) == bars
