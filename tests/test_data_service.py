@@ -81,21 +81,25 @@ class _ReplaceWorker(keras.callbacks.Callback):
   kills the first (SIGKILL): the killed worker held every file taken so far, so it takes
   examples with it. (Two workers running from the start share the files at random, and the
   killed one may have handed all of its own over already.) The first epoch's steps are
-  slowed down, so the first worker's bounded buffers are still in the middle of its files."""
+  slowed down, so the first worker's bounded buffers are still in the middle of its files.
+  The second worker's process is `second`, parked (its imports done): its server starts
+  and registers only then."""
 
-  def __init__(self, first, address: str):
+  def __init__(self, first, address: str, second):
     super().__init__()
-    self.first, self.address, self.second, self.epoch = first, address, None, 0
+    self.first, self.address, self.second, self.epoch = first, address, second, 0
+    self.replaced = False
 
   def on_epoch_begin(self, epoch, logs=None):
     self.epoch = epoch
 
   def on_train_batch_end(self, batch, logs=None):
-    if self.epoch == 0 and self.second is None:
+    if self.epoch == 0 and not self.replaced:
       time.sleep(0.01)
       if batch == 4:
-        self.second = data_service_servers.start("worker", "--dispatcher", self.address,
-                                                 "--heartbeat", "0.5")
+        self.replaced = True
+        data_service_servers.unpark(self.second, "worker", "--dispatcher", self.address,
+                                    "--heartbeat", "0.5")
         data_service_servers.line_with(self.second, "worker registered")
         os.kill(self.first.pid, signal.SIGKILL)
         self.first.wait()
@@ -114,21 +118,24 @@ def test_training_goes_on_when_a_worker_is_killed_mid_epoch(tmp_path, caplog):
   shards = write_shards(str(tmp_path / "data"), {"train": EXAMPLES, "validation": 8, "test": 8},
                         num_shards=24)
   caplog.set_level(logging.WARNING)
-  with data_service_servers.cluster(workers=1, dispatcher_args=["--worker-timeout", "2"],
-                                    worker_args=[["--heartbeat", "0.5"]]) as (address, workers):
-    replace = _ReplaceWorker(workers[0], address)
-    try:
+  second = data_service_servers.park()
+  try:
+    with data_service_servers.cluster(workers=1, dispatcher_args=["--worker-timeout", "2"],
+                                      worker_args=[["--heartbeat", "0.5"]]) as (address, workers):
+      replace = _ReplaceWorker(workers[0], address, second)
       runs = []
       for name, callbacks in (("first", [replace]), ("rerun", [])):
+        # No suspects.csv: it reads the local shards, never the service.
         runs.append(experiment.run(experiment.RunConfig(
             shards=shards, data_service=address, model="mlp", epochs=2, batch_size=16, seed=3,
-            worker_timeout=3, stall_timeout=30, out=str(tmp_path / name)), callbacks=callbacks))
+            worker_timeout=3, stall_timeout=30, suspects=0, out=str(tmp_path / name)),
+            callbacks=callbacks))
         if name == "first":
           first_warnings = _lost_worker_warnings(caplog)
-    finally:
-      if replace.second is not None:
-        replace.second.kill()
-        replace.second.wait()
+  finally:
+    second.kill()
+    second.wait()
+  assert replace.replaced
   first, rerun = ([row["examples"] for row in run["epochs"]] for run in runs)
   # At most once per epoch: the epoch of the kill misses what the lost worker held and ends
   # `worker_timeout` after its last batch, with one warning; every later epoch, and every

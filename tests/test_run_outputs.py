@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 
 import keras
 import numpy as np
@@ -82,11 +83,33 @@ experiment.run(experiment.RunConfig(shards=shards, model="mlp", epochs=epochs, b
 """
 
 
+def _start(shards: str, epochs: int, out) -> subprocess.Popen:
+  # Output to files, not pipes: a process running beside another never blocks on a full pipe.
+  stdout, stderr = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")
+  process = subprocess.Popen([sys.executable, "-c", DRIVER, shards, str(epochs), str(out)],
+                             cwd=ROOT, stdout=stdout, stderr=stderr, text=True)
+  process.outputs = stdout, stderr
+  return process
+
+
+def _finish(process: subprocess.Popen) -> str:
+  try:
+    process.wait(timeout=300)
+  finally:
+    if process.poll() is None:
+      process.kill()
+      process.wait()
+  texts = []
+  for file in process.outputs:
+    file.seek(0)
+    texts.append(file.read())
+    file.close()
+  assert process.returncode == 0, texts[1][-3000:]
+  return texts[0]
+
+
 def _run(shards: str, epochs: int, out) -> str:
-  result = subprocess.run([sys.executable, "-c", DRIVER, shards, str(epochs), str(out)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300)
-  assert result.returncode == 0, result.stderr[-3000:]
-  return result.stdout
+  return _finish(_start(shards, epochs, out))
 
 
 def _invoke(args) -> str:
@@ -164,8 +187,16 @@ def test_a_completed_run_trains_on_to_the_weights_of_an_uninterrupted_run(shards
   # The best epoch is the first: after one epoch the final model is the only copy of it,
   # and training on must keep it as model.best.keras.
   whole, continued = tmp_path / "whole", tmp_path / "continued"
-  _run(shards, 3, whole)
-  _run(shards, 1, continued)
+  # Two separate processes (separate folders) at once: neither depends on the other.
+  running = [_start(shards, 3, whole), _start(shards, 1, continued)]
+  try:
+    for process in running:
+      _finish(process)
+  finally:
+    for process in running:
+      if process.poll() is None:
+        process.kill()
+        process.wait()
   assert "model.best.keras" not in _files(continued)
   output = _run(shards, 3, continued)
   assert "Continuing from epoch 2, step 0 of 3 (1 of 3 epochs done; state in " in output
