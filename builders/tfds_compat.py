@@ -4,8 +4,8 @@ TFDS's public API (`tfds.core.GeneratorBasedBuilder`, `tfds.features`, ...) has 
 these: the example writer that the builders replace to write byte-identical records, the
 `tf.train.Example` proto it serializes, TFDS's lazy import of Apache Beam (so that local
 builds never import Beam), the memory bound of TFDS's local shuffler, and whether
-`tfds.disable_progress_bar()` was called. If a TFDS release moves them, this module is what changes.
-Tested against tensorflow-datasets 4.9.10.
+`tfds.disable_progress_bar()` was called. If a TFDS release moves them, this module is what
+changes. Tested against tensorflow-datasets 4.9.10.
 """
 
 import contextlib
