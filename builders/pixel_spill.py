@@ -6,8 +6,8 @@ takes those pixels instead of reading and decoding the file a second time. They 
 in one temporary file of fixed-size slots (the stored size of every usable file: what the
 records will hold), found by the file's ordinal in the listing; memory holds one slot
 number (8 bytes) a file. The file is unlinked at once (nothing is left behind by a killed
-build) and sits in the folder the builder gives, the output's own disk. A file without pixels (a reused verdict, a file Pillow reads) is
-read and decoded by the writer as before.
+build) and sits in the folder the builder gives, the output's own disk. A file without
+pixels (a reused verdict, a file Pillow reads) is read and decoded by the writer as before.
 """
 
 from __future__ import annotations

@@ -144,7 +144,7 @@ def iter_validated_pixels(
     ahead = ahead_pool.submit(prepare)
     while chunk := ahead.result():
       ahead = ahead_pool.submit(prepare)  # read while this chunk decodes
-      decided = _decide_chunk(chunk, limits, workers, stats, preprocessing, checkers)
+      decided = _decide_chunk(chunk, limits, workers, stats, checkers, preprocessing)
       bar.update(len(decided))
       yield from decided
   stats.files += len(candidates)
@@ -194,8 +194,8 @@ def _prepare_chunk(source, remaining: _Shared, limits, readers, workers: int,
 
 
 def _decide_chunk(chunk: list, limits, workers: int, stats: Stats,
-                  preprocessing: Optional[transform.Preprocessing] = None,
-                  checkers: Optional[concurrent.futures.Executor] = None) -> list:
+                  checkers: concurrent.futures.Executor,
+                  preprocessing: Optional[transform.Preprocessing] = None) -> list:
   """(verdict, pixels) of a prepared chunk: its pending files decoded in one parallel map a
   decoder (by `preprocessing`, when given); `checkers` (`workers` threads) find the files
   behind any warning libjpeg printed."""
@@ -345,7 +345,7 @@ def _graph_check(decoder: str, keep_images: bool,
 
 
 def _rechecked(verdicts: list, chunk: list, map_warnings: list[str],
-               checkers: Optional[concurrent.futures.Executor], workers: int) -> list:
+               checkers: concurrent.futures.Executor, workers: int) -> list:
   """The verdicts of a chunk whose map printed `map_warnings`: its JPEGs decoded again,
   `workers` at a time on `checkers`, a group that warns split until each warning has its
   file, a clean JPEG (KEPT) that warned marked REPAIRED.
@@ -364,9 +364,8 @@ def _rechecked(verdicts: list, chunk: list, map_warnings: list[str],
   with quiet.decoding() as captured:
 
     def warnings_of(group: list[int]) -> list[str]:
-      if checkers is None or len(group) == 1:
-        for i in group:
-          _recheck_decode(chunk[i].data)
+      if len(group) == 1:
+        _recheck_decode(chunk[group[0]].data)
       else:
         list(checkers.map(lambda i: _recheck_decode(chunk[i].data), group))
       return quiet.split_warnings(captured.new_text())[0]
